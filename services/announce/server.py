@@ -1,0 +1,164 @@
+"""`meridian serve`: bind the HTTP and UDP sockets, run the app, print the announce URLs.
+
+Sockets are bound here, before the app starts, so HTTP and UDP share one port number (also when
+port 0 asks for a free one) and IPv6 listeners are IPv6-only beside the IPv4 ones. uvicorn runs
+the app on those sockets and turns SIGINT and SIGTERM into a clean shutdown, during which the
+app's lifespan closes the UDP endpoints and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from services import __version__
+from services.settings import Settings
+
+from .app import create_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Listeners:
+    tcp: list[socket.socket] = field(default_factory=list)
+    udp: list[socket.socket] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def close(self) -> None:
+        for sock in self.tcp + self.udp:
+            sock.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but SIGINT and SIGTERM only start a clean shutdown and exit 0.
+
+    uvicorn re-raises a captured signal after shutting down, which would end `meridian serve`
+    with a KeyboardInterrupt traceback or a signal status; operators' scripts want exit 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _socket(address: str, kind: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
+
+
+def bind(settings: Settings) -> Listeners:
+    """Bind TCP and UDP on every listen address, all on one port number."""
+    listeners = Listeners(port=settings.port)
+    for address in settings.listen:
+        tcp = _socket(address, socket.SOCK_STREAM)
+        udp = _socket(address, socket.SOCK_DGRAM)
+        try:
+            tcp.bind((address, listeners.port))
+            listeners.port = tcp.getsockname()[1]
+            udp.bind((address, listeners.port))
+        except OSError as exc:
+            tcp.close()
+            udp.close()
+            if exc.errno == errno.EADDRNOTAVAIL and len(settings.listen) > 1:
+                log.warning("cannot listen on %s (%s); going on without it", address, exc)
+                continue
+            listeners.close()
+            raise SystemExit(
+                f"cannot listen on {address} port {listeners.port}: {exc.strerror}. "
+                "Pick another --port, or stop what holds it.") from exc
+        tcp.listen(1024)
+        tcp.setblocking(False)
+        udp.setblocking(False)
+        listeners.tcp.append(tcp)
+        listeners.udp.append(udp)
+        listeners.addresses.append(address)
+    if not listeners.tcp:
+        raise SystemExit("no listen address could be bound; check --host / MERIDIAN_LISTEN")
+    return listeners
+
+
+def _display_host(address: str) -> str:
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    return f"[{loopback}]" if ":" in loopback else loopback
+
+
+def announce_urls(listeners: Listeners) -> list[tuple[str, str]]:
+    urls = []
+    for address in listeners.addresses:
+        host = _display_host(address)
+        urls.append(("HTTP", f"http://{host}:{listeners.port}/announce"))
+        urls.append(("UDP", f"udp://{host}:{listeners.port}/announce"))
+    return urls
+
+
+def banner(settings: Settings, listeners: Listeners) -> str:
+    lines = [f"Meridian {__version__} (region {settings.region}, store {settings.store}) "
+             "is serving:"]
+    lines += [f"  {proto:<4} announce  {url}" for proto, url in announce_urls(listeners)
+              if proto == "HTTP" or settings.udp_enabled]
+    first = announce_urls(listeners)[0][1].rsplit("/", 1)[0]
+    lines.append(f"  scrape, health, ready, metrics under {first}/")
+    if any(a in ("0.0.0.0", "::") for a in listeners.addresses):
+        lines.append("  (listening on all addresses; loopback URLs shown)")
+    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
+    listeners = bind(settings)
+    app = create_app(settings, udp_sockets=listeners.udp)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, proxy_headers=False,
+                            server_header=False, log_level=settings.log_level,
+                            timeout_graceful_shutdown=5)
+    server = _Server(config)
+
+    async def announce_when_started() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        text = banner(settings, listeners)
+        (on_ready or (lambda t: print(t, flush=True)))(text)
+
+    watcher = asyncio.create_task(announce_when_started())
+    try:
+        await server.serve(sockets=listeners.tcp)
+    finally:
+        watcher.cancel()
+        listeners.close()
+
+
+def run(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(settings))
+    return 0

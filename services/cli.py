@@ -1,0 +1,59 @@
+"""The `meridian` command: serve, config print, --version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services import __version__
+from services.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meridian",
+        description="Meridian: a multi-region, active-active BitTorrent tracker.")
+    parser.add_argument("--version", action="version", version=f"meridian {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run an announce node (HTTP and UDP on one port)",
+        description="Run an announce node: HTTP /announce, /scrape, /health, /ready, /metrics "
+                    "and BEP 15 UDP, on one port number. Prints its announce URLs.")
+    serve.add_argument("--host", action="append", metavar="ADDR",
+                       help="address to listen on (repeatable; default 0.0.0.0 and ::)")
+    serve.add_argument("--port", type=int, help="port for HTTP and UDP (default 6969)")
+    serve.add_argument("--store", metavar="URL", help="peer store URL (default memory://)")
+    serve.add_argument("--region", help="this node's region name")
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file")
+
+    config = commands.add_parser("config", help="inspect settings")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
+    show = config_commands.add_parser(
+        "print", help="print every setting with its value, default and meaning (as TOML)")
+    show.add_argument("--config", metavar="FILE", help="TOML settings file to apply first")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = Settings.load(args.config, listen=args.host, port=args.port,
+                                     store=args.store, region=args.region)
+            from services.announce.server import run
+
+            return run(settings)
+        if args.command == "config" and args.config_command == "print":
+            sys.stdout.write(Settings.load(args.config).describe())
+            return 0
+    except SettingsError as exc:
+        print(f"meridian: bad settings: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""HTTP tracker protocol: announce (BEP 3, 7, 23, 24, 31) and scrape (BEP 48), as bytes.
+
+Requests are parsed from the raw query string, because info_hash and peer_id are arbitrary
+binary percent-encoded into it; a framework's text decoding would corrupt them. Answers are
+bencoded dictionaries. Every rejection is a `ClientError` whose reason becomes the bencoded
+`failure reason` a client shows its user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from . import bencode
+from .errors import ClientError
+from .model import (
+    INFO_HASH_LENGTH,
+    PEER_ID_LENGTH,
+    AnnounceReply,
+    AnnounceRequest,
+    Event,
+    Family,
+    ScrapeRequest,
+    SwarmStats,
+    check_info_hash,
+    ip_text,
+)
+
+MAX_COUNTER = (1 << 63) - 1
+MAX_NUMWANT = (1 << 31) - 1
+
+_EVENTS = {
+    b"": Event.UPDATE,
+    b"empty": Event.UPDATE,
+    b"paused": Event.UPDATE,  # BEP 21: a partial seed that stopped downloading, still present
+    b"started": Event.STARTED,
+    b"completed": Event.COMPLETED,
+    b"stopped": Event.STOPPED,
+}
+_ANNOUNCE_KEYS = frozenset(
+    {b"info_hash", b"peer_id", b"port", b"uploaded", b"downloaded", b"left", b"event",
+     b"numwant", b"num_want", b"compact", b"no_peer_id", b"key"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """Bounds on what a query may hold, from settings."""
+
+    max_query_bytes: int = 4096
+    max_scrape_hashes: int = 74
+
+
+def split_query(query: bytes, limits: QueryLimits, repeatable: frozenset[bytes] = frozenset(),
+                known: frozenset[bytes] | None = None) -> dict[bytes, list[bytes]]:
+    """Split and percent-decode a raw query; a known key given twice is refused unless repeatable."""
+    if len(query) > limits.max_query_bytes:
+        raise ClientError(
+            f"query of {len(query)} bytes is over the {limits.max_query_bytes}-byte limit",
+            "query_too_long",
+        )
+    params: dict[bytes, list[bytes]] = {}
+    for part in query.split(b"&"):
+        if not part:
+            continue
+        name, _, raw = part.partition(b"=")
+        key = unquote_to_bytes(name)
+        if known is not None and key not in known and key not in repeatable:
+            continue
+        values = params.setdefault(key, [])
+        if values and key not in repeatable:
+            raise ClientError(f"parameter {key.decode('latin-1')} is given more than once",
+                              "repeated_parameter")
+        values.append(unquote_to_bytes(raw) if b"%" in raw else raw)
+    return params
+
+
+def _single(params: Mapping[bytes, list[bytes]], key: bytes) -> bytes | None:
+    values = params.get(key)
+    return values[0] if values else None
+
+
+def _integer(params: Mapping[bytes, list[bytes]], key: bytes, *, maximum: int,
+             default: int | None = None, kind: str = "bad_number") -> int | None:
+    raw = _single(params, key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 20:
+        raise ClientError(f"{key.decode()} must be a non-negative integer", kind)
+    value = int(raw)
+    if value > maximum:
+        raise ClientError(f"{key.decode()} {value} is out of range (at most {maximum})", kind)
+    return value
+
+
+def parse_announce(query: bytes, limits: QueryLimits = QueryLimits(),
+                   key: bytes | None = None) -> AnnounceRequest:
+    """Parse `/announce?<query>` into a request, or raise `ClientError` saying what is wrong."""
+    params = split_query(query, limits, known=_ANNOUNCE_KEYS)
+    info_hash = _single(params, b"info_hash")
+    if info_hash is None:
+        raise ClientError("info_hash is missing", "missing_info_hash")
+    check_info_hash(info_hash)
+    peer_id = _single(params, b"peer_id")
+    if peer_id is None:
+        raise ClientError("peer_id is missing", "missing_peer_id")
+    if len(peer_id) != PEER_ID_LENGTH:
+        raise ClientError(f"peer_id must be {PEER_ID_LENGTH} bytes, got {len(peer_id)}",
+                          "bad_peer_id")
+    port = _integer(params, b"port", maximum=65535, kind="bad_port")
+    if not port:
+        raise ClientError("port is missing or 0; it must be 1 to 65535", "bad_port")
+    raw_event = _single(params, b"event")
+    event = _EVENTS.get(raw_event if raw_event is not None else b"")
+    if event is None:
+        raise ClientError("event must be started, completed, stopped or empty", "bad_event")
+    numwant_raw = _single(params, b"numwant") or _single(params, b"num_want")
+    numwant: int | None = None
+    if numwant_raw is not None and numwant_raw != b"-1":
+        if not numwant_raw.isdigit() or len(numwant_raw) > 20 or int(numwant_raw) > MAX_NUMWANT:
+            raise ClientError(f"numwant must be an integer from 0 to {MAX_NUMWANT}", "bad_numwant")
+        numwant = int(numwant_raw)
+    return AnnounceRequest(
+        info_hash=info_hash,
+        peer_id=peer_id,
+        port=port,
+        uploaded=_integer(params, b"uploaded", maximum=MAX_COUNTER, default=0) or 0,
+        downloaded=_integer(params, b"downloaded", maximum=MAX_COUNTER, default=0) or 0,
+        left=_integer(params, b"left", maximum=MAX_COUNTER),
+        event=event,
+        numwant=numwant,
+        compact=_single(params, b"compact") != b"0",
+        no_peer_id=_single(params, b"no_peer_id") not in (None, b"0"),
+        key=key if key is not None else _single(params, b"key"),
+    )
+
+
+def parse_scrape(query: bytes, limits: QueryLimits = QueryLimits()) -> ScrapeRequest:
+    """Parse `/scrape?info_hash=...&info_hash=...`; no info_hash means a full scrape."""
+    params = split_query(query, limits, repeatable=frozenset({b"info_hash"}),
+                         known=frozenset({b"info_hash"}))
+    hashes = params.get(b"info_hash", [])
+    if len(hashes) > limits.max_scrape_hashes:
+        raise ClientError(
+            f"scrape of {len(hashes)} info hashes is over the limit of {limits.max_scrape_hashes}",
+            "too_many_hashes",
+        )
+    for info_hash in hashes:
+        check_info_hash(info_hash)
+    return ScrapeRequest(tuple(dict.fromkeys(hashes)))
+
+
+def encode_announce(reply: AnnounceReply, request: AnnounceRequest) -> bytes:
+    """The bencoded answer: counts, intervals, peers of the client's family, its external ip."""
+    answer = reply.answer
+    body: dict[bytes, bencode.Encodable] = {
+        b"complete": answer.stats.complete,
+        b"incomplete": answer.stats.incomplete,
+        b"downloaded": answer.stats.downloaded,
+        b"interval": reply.interval,
+        b"min interval": reply.min_interval,
+        b"external ip": reply.client_ip,
+    }
+    v4 = [p for p in answer.peers if p.family is Family.IPV4]
+    v6 = [p for p in answer.peers if p.family is Family.IPV6]
+    if request.compact:
+        body[b"peers"] = b"".join(p.compact() for p in v4)
+        if v6 or len(reply.client_ip) == 16:
+            body[b"peers6"] = b"".join(p.compact() for p in v6)
+    else:
+        peers: list[bencode.Encodable] = []
+        for p in v4 + v6:
+            entry: dict[bytes | str, bencode.Encodable] = {b"ip": ip_text(p.ip), b"port": p.port}
+            if not request.no_peer_id:
+                entry[b"peer id"] = p.peer_id
+            peers.append(entry)
+        body[b"peers"] = peers
+    if reply.warning:
+        body[b"warning message"] = reply.warning
+    return bencode.encode(body)
+
+
+def encode_failure(reason: str, retry_in_minutes: int | None = None) -> bytes:
+    """A bencoded `failure reason`; with BEP 31 `retry in` when the client should come back."""
+    body: dict[bytes, bencode.Encodable] = {b"failure reason": reason}
+    if retry_in_minutes is not None:
+        body[b"retry in"] = retry_in_minutes
+    return bencode.encode(body)
+
+
+def encode_scrape(files: Mapping[bytes, SwarmStats], min_interval: int | None = None) -> bytes:
+    """BEP 48 scrape answer: `files` keyed by raw info hash."""
+    body: dict[bytes, bencode.Encodable] = {
+        b"files": {
+            info_hash: {
+                b"complete": s.complete,
+                b"incomplete": s.incomplete,
+                b"downloaded": s.downloaded,
+            }
+            for info_hash, s in files.items()
+        }
+    }
+    if min_interval is not None:
+        body[b"flags"] = {b"min_request_interval": min_interval}
+    return bencode.encode(body)
+
+
+__all__ = [
+    "INFO_HASH_LENGTH",
+    "QueryLimits",
+    "encode_announce",
+    "encode_failure",
+    "encode_scrape",
+    "parse_announce",
+    "parse_scrape",
+    "split_query",
+]

@@ -1,0 +1,164 @@
+"""Every setting of a Meridian process, in one typed model.
+
+Built once at the entry point (`Settings.load`) and passed down; library code never reads the
+environment itself. Sources, highest first: explicit overrides (CLI flags), `MERIDIAN_*`
+environment variables, a TOML file (`--config` or `MERIDIAN_CONFIG`), the defaults below.
+Unknown keys are refused everywhere, so a typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MERIDIAN_"
+# Variables with the prefix that are not settings: the config path and the test harness's own.
+_ENV_NOT_SETTINGS = ("MERIDIAN_CONFIG", "MERIDIAN_TEST_")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message says which and what to do."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid",
+                                      validate_default=True)
+
+    # where and who
+    listen: list[str] = Field(
+        default=["0.0.0.0", "::"],
+        description="addresses to listen on, HTTP and UDP alike (IPv6 ones are IPv6-only)")
+    port: int = Field(default=6969, ge=0, le=65535,
+                      description="port for HTTP and UDP (0 picks a free one)")
+    region: str = Field(default="local", pattern=r"^[a-z0-9-]{1,32}$",
+                        description="this node's region name, as used in topics and metrics")
+    node: str = Field(default_factory=socket.gethostname, description="this node's name")
+    store: str = Field(default="memory://",
+                       description="peer store URL: memory:// or redis://host:port/db")
+    udp_enabled: bool = Field(default=True, description="answer BEP 15 UDP announces")
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+
+    # announce policy
+    announce_interval: int = Field(default=1800, ge=10,
+                                   description="seconds clients are asked to wait between announces")
+    min_announce_interval: int = Field(default=900, ge=1,
+                                       description="seconds a client must wait (min interval)")
+    peer_ttl: int | None = Field(default=None, ge=1,
+                                 description="seconds a silent peer lives; default 2 x interval")
+    default_numwant: int = Field(default=50, ge=0, description="peers returned when numwant is absent")
+    max_numwant: int = Field(default=200, ge=1, description="cap on peers returned per announce")
+
+    # bounds
+    max_swarms: int = Field(default=1_000_000, ge=1, description="torrents the memory store holds")
+    max_peers_per_swarm: int = Field(default=100_000, ge=1,
+                                     description="peers per torrent and family the memory store holds")
+    max_query_bytes: int = Field(default=4096, ge=256, description="longest accepted query string")
+    max_scrape_hashes: int = Field(default=74, ge=1, le=1000,
+                                   description="info hashes per HTTP scrape")
+    full_scrape_enabled: bool = Field(default=False,
+                                      description="answer /scrape without info_hash")
+    full_scrape_limit: int = Field(default=1000, ge=1, description="torrents in a full scrape")
+    max_inflight_announces: int = Field(
+        default=2048, ge=1,
+        description="announces in progress per process before load is shed with BEP 31 retry in")
+    shed_retry_in_minutes: int = Field(default=5, ge=1,
+                                       description="BEP 31 retry in when load is shed")
+    gc_interval: int = Field(default=60, ge=1, description="seconds between sweeps of idle swarms")
+
+    # UDP
+    udp_secret: SecretStr | None = Field(
+        default=None,
+        description="shared key for UDP connection ids (16+ bytes; same on every node of every "
+                    "region); unset: random per process")
+    connection_id_lifetime: int = Field(default=120, ge=10,
+                                        description="seconds per connection-id window (ids live 1-2 windows)")
+    udp_max_packet: int = Field(default=2048, ge=98, description="largest UDP datagram accepted")
+
+    # behind a proxy
+    trusted_proxies: list[str] = Field(
+        default=[], description="CIDRs of reverse proxies whose client-IP header is believed")
+    real_ip_header: str = Field(default="x-forwarded-for",
+                                description="header holding the client IP behind a trusted proxy")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("listen needs at least one address")
+        for address in value:
+            ipaddress.ip_address(address)
+        return value
+
+    @property
+    def effective_peer_ttl(self) -> int:
+        return self.peer_ttl if self.peer_ttl is not None else 2 * self.announce_interval
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from a TOML file, the environment and overrides, or `SettingsError`."""
+        unknown = [k for k in os.environ if k.startswith(ENV_PREFIX)
+                   and not k.startswith(_ENV_NOT_SETTINGS)
+                   and k[len(ENV_PREFIX):].lower() not in cls.model_fields]
+        if unknown:
+            raise SettingsError(f"unknown environment variable(s) {', '.join(sorted(unknown))}; "
+                                "`meridian config print` lists every setting")
+        path = config or os.environ.get("MERIDIAN_CONFIG")
+        values: dict[str, Any] = {}
+        if path:
+            try:
+                values = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+        for key in list(values):
+            if f"{ENV_PREFIX}{key.upper()}" in os.environ:
+                del values[key]  # the environment wins over the file
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    def describe(self) -> str:
+        """Every setting as TOML, with its meaning and environment variable: `config print`."""
+        lines = ["# Meridian settings: defaults shown; set in a TOML file (--config) or as",
+                 "# MERIDIAN_<NAME> environment variables (lists as JSON).", ""]
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "<secret>" if value.get_secret_value() else ""
+            lines.append(f"# {field.description}  [env {ENV_PREFIX}{name.upper()}]")
+            lines.append(f"{name} = {_toml(value)}" if value is not None else f"# {name} =")
+        return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

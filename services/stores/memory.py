@@ -1,0 +1,230 @@
+"""The embedded in-process store: swarms in dictionaries, for one process without Redis.
+
+Each swarm keeps, per address family, an index from (ip, port) to an entry and two arrays
+(seeders, leechers) with swap-remove, so an upsert, a removal and a random sample of k peers
+cost O(1), O(1) and O(k). Expiry is lazy: a swarm remembers a lower bound of its earliest
+deadline and is swept only when that moment has passed, which in a steady swarm is about once
+per announce interval; `collect_garbage` sweeps idle swarms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+
+from services.core.model import Event, Family, Peer, SwarmAnswer, SwarmStats
+
+log = logging.getLogger(__name__)
+
+
+class _Entry:
+    __slots__ = ("peer", "deadline", "seeder", "pos")
+
+    def __init__(self, peer: Peer, deadline: float, seeder: bool) -> None:
+        self.peer = peer
+        self.deadline = deadline
+        self.seeder = seeder
+        self.pos = 0
+
+
+class _Peers:
+    """The peers of one family in one swarm."""
+
+    __slots__ = ("index", "seeders", "leechers")
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[bytes, int], _Entry] = {}
+        self.seeders: list[_Entry] = []
+        self.leechers: list[_Entry] = []
+
+    def _list(self, seeder: bool) -> list[_Entry]:
+        return self.seeders if seeder else self.leechers
+
+    def _append(self, entry: _Entry) -> None:
+        group = self._list(entry.seeder)
+        entry.pos = len(group)
+        group.append(entry)
+
+    def _detach(self, entry: _Entry) -> None:
+        group = self._list(entry.seeder)
+        last = group.pop()
+        if last is not entry:
+            group[entry.pos] = last
+            last.pos = entry.pos
+
+    def upsert(self, peer: Peer, seeder: bool, deadline: float) -> _Entry:
+        entry = self.index.get(peer.endpoint)
+        if entry is None:
+            entry = _Entry(peer, deadline, seeder)
+            self.index[peer.endpoint] = entry
+            self._append(entry)
+            return entry
+        if entry.seeder != seeder:
+            self._detach(entry)
+            entry.seeder = seeder
+            self._append(entry)
+        entry.peer = peer
+        entry.deadline = deadline
+        return entry
+
+    def remove(self, endpoint: tuple[bytes, int]) -> bool:
+        entry = self.index.pop(endpoint, None)
+        if entry is None:
+            return False
+        self._detach(entry)
+        return True
+
+    def sweep(self, now: float) -> tuple[int, float]:
+        """Remove expired entries; return (removed, earliest remaining deadline)."""
+        expired = [e for e in self.index.values() if e.deadline <= now]
+        for entry in expired:
+            self.remove(entry.peer.endpoint)
+        earliest = min((e.deadline for e in self.index.values()), default=math.inf)
+        return len(expired), earliest
+
+    def sample(self, numwant: int, me: tuple[bytes, int], seeder: bool, now: float
+               ) -> tuple[Peer, ...]:
+        groups = (self.leechers,) if seeder else (self.leechers, self.seeders)
+        total = sum(len(g) for g in groups)
+        if numwant <= 0 or total == 0:
+            return ()
+        if total <= numwant + 1:
+            picks = [e for g in groups for e in g]
+        else:
+            first = len(groups[0])
+            picks = [groups[0][i] if i < first else groups[1][i - first]
+                     for i in random.sample(range(total), numwant + 1)]
+        out = [e.peer for e in picks if e.peer.endpoint != me and e.deadline > now]
+        return tuple(out[:numwant])
+
+
+class _Swarm:
+    __slots__ = ("v4", "v6", "downloaded", "next_expiry", "last_seen")
+
+    def __init__(self) -> None:
+        self.v4 = _Peers()
+        self.v6 = _Peers()
+        self.downloaded = 0
+        self.next_expiry = math.inf
+        self.last_seen = 0.0
+
+    def peers(self, family: Family) -> _Peers:
+        return self.v4 if family is Family.IPV4 else self.v6
+
+    def stats(self) -> SwarmStats:
+        seeders = len(self.v4.seeders) + len(self.v6.seeders)
+        leechers = len(self.v4.leechers) + len(self.v6.leechers)
+        return SwarmStats(seeders, leechers, self.downloaded)
+
+    def sweep(self, now: float) -> int:
+        removed4, earliest4 = self.v4.sweep(now)
+        removed6, earliest6 = self.v6.sweep(now)
+        self.next_expiry = min(earliest4, earliest6)
+        return removed4 + removed6
+
+    def empty(self) -> bool:
+        return not self.v4.index and not self.v6.index
+
+
+class MemoryPeerStore:
+    """`PeerStore` in this process's memory: the embedded default (`memory://`)."""
+
+    def __init__(self, peer_ttl: float, max_swarms: int = 1_000_000,
+                 max_peers_per_swarm: int = 100_000) -> None:
+        self.peer_ttl = peer_ttl
+        self.max_swarms = max_swarms
+        self.max_peers_per_swarm = max_peers_per_swarm
+        self._swarms: dict[bytes, _Swarm] = {}
+        self.bounds_hit = {"swarms": 0, "peers_per_swarm": 0}
+        self._last_bound_log = 0.0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._swarms.clear()
+
+    async def ping(self) -> None:
+        return None
+
+    def counts(self) -> tuple[int, int]:
+        """(swarms, peers) held now, for metrics."""
+        peers = sum(len(s.v4.index) + len(s.v6.index) for s in self._swarms.values())
+        return len(self._swarms), peers
+
+    def _bound_hit(self, which: str, info_hash: bytes) -> None:
+        self.bounds_hit[which] += 1
+        now = time.monotonic()
+        if now - self._last_bound_log >= 60:
+            self._last_bound_log = now
+            limit = self.max_swarms if which == "swarms" else self.max_peers_per_swarm
+            log.warning(
+                "memory store bound hit: %s limit %d reached (torrent %s); new peers are "
+                "answered but not stored. Raise MERIDIAN_MAX_%s or move to the Redis store.",
+                which, limit, info_hash.hex(), which.upper())
+
+    async def announce(self, info_hash: bytes, peer: Peer, event: Event, seeder: bool,
+                       numwant: int, now: float) -> SwarmAnswer:
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            if event is Event.STOPPED:
+                return SwarmAnswer(SwarmStats(), ())
+            if len(self._swarms) >= self.max_swarms:
+                self._bound_hit("swarms", info_hash)
+                return SwarmAnswer(SwarmStats(), ())
+            swarm = self._swarms[info_hash] = _Swarm()
+        swarm.last_seen = now
+        if now >= swarm.next_expiry:
+            swarm.sweep(now)
+        peers = swarm.peers(peer.family)
+        if event is Event.STOPPED:
+            peers.remove(peer.endpoint)
+            stats = swarm.stats()
+            if swarm.empty() and not swarm.downloaded:
+                del self._swarms[info_hash]
+            return SwarmAnswer(stats, ())
+        if event is Event.COMPLETED:
+            swarm.downloaded += 1
+        deadline = now + self.peer_ttl
+        if peer.endpoint in peers.index or len(peers.index) < self.max_peers_per_swarm:
+            peers.upsert(peer, seeder, deadline)
+            if deadline < swarm.next_expiry:
+                swarm.next_expiry = deadline
+        else:
+            self._bound_hit("peers_per_swarm", info_hash)
+        return SwarmAnswer(swarm.stats(), peers.sample(numwant, peer.endpoint, seeder, now))
+
+    def _stats(self, info_hash: bytes, now: float) -> SwarmStats:
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return SwarmStats()
+        if now >= swarm.next_expiry:
+            swarm.sweep(now)
+        return swarm.stats()
+
+    async def scrape(self, info_hashes: Sequence[bytes], now: float) -> list[SwarmStats]:
+        return [self._stats(h, now) for h in info_hashes]
+
+    async def full_scrape(self, limit: int, now: float) -> dict[bytes, SwarmStats]:
+        out: dict[bytes, SwarmStats] = {}
+        for info_hash in list(self._swarms)[:limit]:
+            out[info_hash] = self._stats(info_hash, now)
+        return out
+
+    async def collect_garbage(self, now: float) -> int:
+        removed = 0
+        for n, info_hash in enumerate(list(self._swarms)):
+            swarm = self._swarms.get(info_hash)
+            if swarm is None:
+                continue
+            if now >= swarm.next_expiry:
+                removed += swarm.sweep(now)
+            if swarm.empty() and now - swarm.last_seen >= self.peer_ttl:
+                del self._swarms[info_hash]
+            if n % 10_000 == 9_999:
+                await asyncio.sleep(0)  # let announces run during a long sweep
+        return removed
