@@ -27,7 +27,7 @@ class ConnectionIds:
         self._lifetime = lifetime
 
     def _mac(self, ip: bytes, window: int) -> bytes:
-        return hashlib.blake2b(ip + window.to_bytes(8, "big"), digest_size=8,
+        return hashlib.blake2b(ip + window.to_bytes(8, "big", signed=True), digest_size=8,
                                key=self._secret).digest()
 
     def _window(self, now: float) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import bencode
 from .errors import ClientError
@@ -21,10 +21,12 @@ from .model import (
     AnnounceRequest,
     Event,
     Family,
+    Peer,
     ScrapeRequest,
     SwarmStats,
     check_info_hash,
     ip_text,
+    pack_ip,
 )
 
 MAX_COUNTER = (1 << 63) - 1
@@ -206,9 +208,144 @@ def encode_scrape(files: Mapping[bytes, SwarmStats], min_interval: int | None = 
     return bencode.encode(body)
 
 
+# Client side, used by the load generator and tests, so both ends share one codec.
+
+_EVENT_NAMES = {Event.STARTED: b"started", Event.COMPLETED: b"completed",
+                Event.STOPPED: b"stopped"}
+
+
+def _quote(value: bytes) -> bytes:
+    return quote_from_bytes(value, safe="-_.~").encode("ascii")
+
+
+def build_announce_query(request: AnnounceRequest) -> bytes:
+    """The query string a client sends for `request` (binary fields percent-encoded)."""
+    parts = [
+        b"info_hash=" + _quote(request.info_hash),
+        b"peer_id=" + _quote(request.peer_id),
+        b"port=%d" % request.port,
+        b"uploaded=%d" % request.uploaded,
+        b"downloaded=%d" % request.downloaded,
+    ]
+    if request.left is not None:
+        parts.append(b"left=%d" % request.left)
+    if request.event in _EVENT_NAMES:
+        parts.append(b"event=" + _EVENT_NAMES[request.event])
+    if request.numwant is not None:
+        parts.append(b"numwant=%d" % request.numwant)
+    parts.append(b"compact=1" if request.compact else b"compact=0")
+    if request.no_peer_id:
+        parts.append(b"no_peer_id=1")
+    if request.key is not None:
+        parts.append(b"key=" + _quote(request.key))
+    return b"&".join(parts)
+
+
+def build_scrape_query(info_hashes: list[bytes] | tuple[bytes, ...]) -> bytes:
+    return b"&".join(b"info_hash=" + _quote(h) for h in info_hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceAnswer:
+    """A decoded HTTP announce answer (client side); `failure` set when the tracker refused."""
+
+    stats: SwarmStats = SwarmStats()
+    interval: int = 0
+    min_interval: int | None = None
+    peers: tuple[Peer, ...] = ()
+    external_ip: bytes | None = None
+    warning: str | None = None
+    failure: str | None = None
+    retry_in: int | None = None
+
+
+def _peer_list(value: object, length: int) -> list[Peer]:
+    if isinstance(value, bytes):
+        step = length + 2
+        if len(value) % step:
+            raise ValueError(f"compact peers of {len(value)} bytes, not a multiple of {step}")
+        return [Peer(value[i : i + length], int.from_bytes(value[i + length : i + step], "big"))
+                for i in range(0, len(value), step)]
+    if isinstance(value, list):
+        peers = []
+        for entry in value:
+            if not isinstance(entry, dict):
+                raise ValueError("non-compact peer is not a dictionary")
+            ip, port = entry.get(b"ip"), entry.get(b"port")
+            if not isinstance(ip, bytes) or not isinstance(port, int):
+                raise ValueError("non-compact peer lacks ip or port")
+            peer_id = entry.get(b"peer id", b"")
+            peers.append(Peer(pack_ip(ip.decode()), port,
+                              peer_id if isinstance(peer_id, bytes) else b""))
+        return peers
+    raise ValueError("peers is neither a string nor a list")
+
+
+def decode_announce_answer(body: bytes) -> AnnounceAnswer:
+    """Decode and validate an announce answer; raise ValueError if it is not a valid one."""
+    value = bencode.decode(body)
+    if not isinstance(value, dict):
+        raise ValueError("announce answer is not a dictionary")
+    failure = value.get(b"failure reason")
+    if failure is not None:
+        if not isinstance(failure, bytes):
+            raise ValueError("failure reason is not a string")
+        retry = value.get(b"retry in")
+        return AnnounceAnswer(failure=failure.decode("utf-8", "replace"),
+                              retry_in=retry if isinstance(retry, int) else None)
+
+    def integer(key: bytes, default: int | None = None) -> int:
+        item = value.get(key, default)
+        if not isinstance(item, int) or item < 0:
+            raise ValueError(f"{key.decode()} missing or not a non-negative integer")
+        return item
+
+    peers = _peer_list(value.get(b"peers", b""), 4)
+    if b"peers6" in value:
+        peers += _peer_list(value[b"peers6"], 16)
+    warning = value.get(b"warning message")
+    external = value.get(b"external ip")
+    min_interval = value.get(b"min interval")
+    return AnnounceAnswer(
+        stats=SwarmStats(integer(b"complete", 0), integer(b"incomplete", 0),
+                         integer(b"downloaded", 0)),
+        interval=integer(b"interval"),
+        min_interval=min_interval if isinstance(min_interval, int) else None,
+        peers=tuple(peers),
+        external_ip=external if isinstance(external, bytes) else None,
+        warning=warning.decode("utf-8", "replace") if isinstance(warning, bytes) else None,
+    )
+
+
+def decode_scrape_answer(body: bytes) -> dict[bytes, SwarmStats]:
+    """Decode a scrape answer (client side); raise ValueError if malformed or a failure."""
+    value = bencode.decode(body)
+    if not isinstance(value, dict):
+        raise ValueError("scrape answer is not a dictionary")
+    if b"failure reason" in value:
+        raise ValueError(f"scrape refused: {value[b'failure reason']!r}")
+    files = value.get(b"files")
+    if not isinstance(files, dict):
+        raise ValueError("scrape answer has no files dictionary")
+    out = {}
+    for info_hash, entry in files.items():
+        if not isinstance(entry, dict):
+            raise ValueError("scrape entry is not a dictionary")
+        numbers = [entry.get(k) for k in (b"complete", b"incomplete", b"downloaded")]
+        if not all(isinstance(n, int) and n >= 0 for n in numbers):
+            raise ValueError("scrape entry lacks a count")
+        out[info_hash] = SwarmStats(*numbers)  # type: ignore[arg-type]
+    return out
+
+
 __all__ = [
     "INFO_HASH_LENGTH",
+    "AnnounceAnswer",
     "QueryLimits",
+    "build_announce_query",
+    "build_scrape_query",
+    "decode_announce_answer",
+    "decode_scrape_answer",
     "encode_announce",
     "encode_failure",
     "encode_scrape",
