@@ -30,8 +30,15 @@ tmp=$(mktemp -d "$KDIR/lib.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "kafka-fetch: resolving jars from Maven Central into $LIB ..." >&2
 start=$(date +%s)
-"$MVN" -B -q -f "$HERE/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" 1>&2
+# maven's output goes to a log, shown only on failure (Debian's mvn 3.8.7 prints stray
+# ANSI escapes even with -B -q)
+if ! "$MVN" -B -q -f "$HERE/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" > "$KDIR/mvn.log" 2>&1; then
+  cat "$KDIR/mvn.log" >&2
+  echo "kafka-fetch: mvn failed (is Maven Central reachable? log: $KDIR/mvn.log)" >&2
+  exit 1
+fi
+chmod 755 "$tmp"
 
 # The main classes kafka.Kafka and kafka.tools.StorageTool live in kafka_2.13-*.jar.
 shopt -s nullglob
