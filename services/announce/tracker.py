@@ -99,4 +99,4 @@ class Tracker:
                                   "full_scrape_disabled")
             return await self.store.full_scrape(self.settings.full_scrape_limit, now)
         stats = await self.store.scrape(info_hashes, now)
-        return dict(zip(info_hashes, stats))
+        return dict(zip(info_hashes, stats, strict=True))

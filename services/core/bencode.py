@@ -8,12 +8,16 @@ hostile peer cannot make it allocate or recurse without bound. Strings decode to
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Union
 
 from .errors import BencodeError, TrackerBug
 
 Value = Union[int, bytes, list["Value"], dict[bytes, "Value"]]
-Encodable = Union[int, bytes, str, list["Encodable"], tuple["Encodable", ...], dict[Union[bytes, str], "Encodable"]]
+Encodable = Union[
+    int, bytes, str, Sequence["Encodable"],
+    Mapping[bytes, "Encodable"], Mapping[str, "Encodable"], Mapping[Union[bytes, str], "Encodable"],
+]
 
 DEFAULT_MAX_SIZE = 1 << 20
 DEFAULT_MAX_DEPTH = 32
@@ -39,12 +43,12 @@ def _encode(value: Encodable, out: list[bytes]) -> None:
         raw = value.encode("utf-8")
         out.append(b"%d:" % len(raw))
         out.append(raw)
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple)):  # bytes and str are Sequences too: handled above
         out.append(b"l")
         for item in value:
             _encode(item, out)
         out.append(b"e")
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):
         items = sorted(
             ((k.encode("utf-8") if isinstance(k, str) else k, v) for k, v in value.items()),
             key=lambda kv: kv[0],
