@@ -6,13 +6,17 @@ VENV   ?= .venv
 PORT   ?= 6969
 BIN    := $(VENV)/bin
 
-.PHONY: run test deps venv test-venv system-deps kafka-jars check clean
+.PHONY: run test lint deps venv test-venv system-deps kafka-jars clean
 
 run: venv
 	$(BIN)/meridian serve --port $(PORT)
 
-test: deps
+test: deps lint
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: test-venv
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy services/core
 
 deps: test-venv system-deps kafka-jars
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 
 from services import __version__
+from services.core.model import AnnounceRequest
 from tests.clients import UdpClient
 from tests.servers import MERIDIAN, ROOT, free_port, stop_process, wait_for_http
-from services.core.model import AnnounceRequest
 
 
 def test_version() -> None:
