@@ -16,19 +16,23 @@ import random
 import time
 from collections.abc import Sequence
 
-from services.core.model import Event, Family, Peer, SwarmAnswer, SwarmStats
+from services.core.events import AnnounceEvent
+from services.core.merge import Version, record_of, wins
+from services.core.model import Event, Family, Peer, SwarmAnswer, SwarmStats, family_of
 
 log = logging.getLogger(__name__)
 
 
 class _Entry:
-    __slots__ = ("peer", "deadline", "seeder", "pos")
+    __slots__ = ("peer", "deadline", "seeder", "pos", "version")
 
-    def __init__(self, peer: Peer, deadline: float, seeder: bool) -> None:
+    def __init__(self, peer: Peer, deadline: float, seeder: bool,
+                 version: Version | None = None) -> None:
         self.peer = peer
         self.deadline = deadline
         self.seeder = seeder
         self.pos = 0
+        self.version = version
 
 
 class _Peers:
@@ -56,10 +60,11 @@ class _Peers:
             group[entry.pos] = last
             last.pos = entry.pos
 
-    def upsert(self, peer: Peer, seeder: bool, deadline: float) -> _Entry:
+    def upsert(self, peer: Peer, seeder: bool, deadline: float,
+               version: Version | None = None) -> _Entry:
         entry = self.index.get(peer.endpoint)
         if entry is None:
-            entry = _Entry(peer, deadline, seeder)
+            entry = _Entry(peer, deadline, seeder, version)
             self.index[peer.endpoint] = entry
             self._append(entry)
             return entry
@@ -69,6 +74,7 @@ class _Peers:
             self._append(entry)
         entry.peer = peer
         entry.deadline = deadline
+        entry.version = version
         return entry
 
     def remove(self, endpoint: tuple[bytes, int]) -> bool:
@@ -103,7 +109,7 @@ class _Peers:
 
 
 class _Swarm:
-    __slots__ = ("v4", "v6", "downloaded", "next_expiry", "last_seen")
+    __slots__ = ("v4", "v6", "downloaded", "next_expiry", "last_seen", "tombstones")
 
     def __init__(self) -> None:
         self.v4 = _Peers()
@@ -111,6 +117,8 @@ class _Swarm:
         self.downloaded = 0
         self.next_expiry = math.inf
         self.last_seen = 0.0
+        # (ip, port) -> (version, forget-after seconds): merged `stopped` writes
+        self.tombstones: dict[tuple[bytes, int], tuple[Version, float]] = {}
 
     def peers(self, family: Family) -> _Peers:
         return self.v4 if family is Family.IPV4 else self.v6
@@ -124,18 +132,28 @@ class _Swarm:
         removed4, earliest4 = self.v4.sweep(now)
         removed6, earliest6 = self.v6.sweep(now)
         self.next_expiry = min(earliest4, earliest6)
+        if self.tombstones:
+            self.tombstones = {k: v for k, v in self.tombstones.items() if v[1] > now}
         return removed4 + removed6
 
     def empty(self) -> bool:
-        return not self.v4.index and not self.v6.index
+        return not self.v4.index and not self.v6.index and not self.tombstones
+
+    def version_of(self, endpoint: tuple[bytes, int]) -> Version | None:
+        entry = self.peers(family_of(endpoint[0])).index.get(endpoint)
+        if entry is not None:
+            return entry.version
+        tombstone = self.tombstones.get(endpoint)
+        return tombstone[0] if tombstone else None
 
 
 class MemoryPeerStore:
     """`PeerStore` in this process's memory: the embedded default (`memory://`)."""
 
     def __init__(self, peer_ttl: float, max_swarms: int = 1_000_000,
-                 max_peers_per_swarm: int = 100_000) -> None:
+                 max_peers_per_swarm: int = 100_000, tombstone_ttl: float | None = None) -> None:
         self.peer_ttl = peer_ttl
+        self.tombstone_ttl = tombstone_ttl if tombstone_ttl is not None else 2 * peer_ttl
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
         self._swarms: dict[bytes, _Swarm] = {}
@@ -168,7 +186,8 @@ class MemoryPeerStore:
                 which, limit, info_hash.hex(), which.upper())
 
     async def announce(self, info_hash: bytes, peer: Peer, event: Event, seeder: bool,
-                       numwant: int, now: float) -> SwarmAnswer:
+                       numwant: int, now: float, version: Version | None = None
+                       ) -> SwarmAnswer:
         swarm = self._swarms.get(info_hash)
         if swarm is None:
             if event is Event.STOPPED:
@@ -183,6 +202,8 @@ class MemoryPeerStore:
         peers = swarm.peers(peer.family)
         if event is Event.STOPPED:
             peers.remove(peer.endpoint)
+            if version is not None:
+                swarm.tombstones[peer.endpoint] = (version, now + self.tombstone_ttl)
             stats = swarm.stats()
             if swarm.empty() and not swarm.downloaded:
                 del self._swarms[info_hash]
@@ -191,7 +212,8 @@ class MemoryPeerStore:
             swarm.downloaded += 1
         deadline = now + self.peer_ttl
         if peer.endpoint in peers.index or len(peers.index) < self.max_peers_per_swarm:
-            peers.upsert(peer, seeder, deadline)
+            peers.upsert(peer, seeder, deadline, version)
+            swarm.tombstones.pop(peer.endpoint, None)
             if deadline < swarm.next_expiry:
                 swarm.next_expiry = deadline
         else:
@@ -215,13 +237,48 @@ class MemoryPeerStore:
             out[info_hash] = self._stats(info_hash, now)
         return out
 
+    async def apply(self, events: Sequence[AnnounceEvent], now: float) -> int:
+        """Merge other regions' events (last writer wins per peer); return how many won."""
+        won = 0
+        for event in events:
+            swarm = self._swarms.get(event.info_hash)
+            if swarm is None:
+                if event.kind is Event.STOPPED and not event.expires_ms:
+                    continue
+                if len(self._swarms) >= self.max_swarms:
+                    self._bound_hit("swarms", event.info_hash)
+                    continue
+                swarm = self._swarms[event.info_hash] = _Swarm()
+                swarm.last_seen = now
+            endpoint = (event.ip, event.port)
+            if not wins(event.version, swarm.version_of(endpoint)):
+                continue
+            won += 1
+            record = record_of(event, int(self.tombstone_ttl * 1000))
+            peers = swarm.peers(family_of(event.ip))
+            expires = record.expires_ms / 1000
+            if event.kind is Event.COMPLETED:
+                swarm.downloaded += 1
+            if record.removed or expires <= now:
+                peers.remove(endpoint)
+                swarm.tombstones[endpoint] = (event.version, max(expires, now))
+                continue
+            if endpoint in peers.index or len(peers.index) < self.max_peers_per_swarm:
+                peers.upsert(Peer(event.ip, event.port, event.peer_id), event.seeder, expires,
+                             event.version)
+                swarm.tombstones.pop(endpoint, None)
+                swarm.next_expiry = min(swarm.next_expiry, expires)
+            else:
+                self._bound_hit("peers_per_swarm", event.info_hash)
+        return won
+
     async def collect_garbage(self, now: float) -> int:
         removed = 0
         for n, info_hash in enumerate(list(self._swarms)):
             swarm = self._swarms.get(info_hash)
             if swarm is None:
                 continue
-            if now >= swarm.next_expiry:
+            if now >= swarm.next_expiry or swarm.tombstones:
                 removed += swarm.sweep(now)
             if swarm.empty() and now - swarm.last_seen >= self.peer_ttl:
                 del self._swarms[info_hash]
