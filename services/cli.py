@@ -25,7 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port for HTTP and UDP (default 6969)")
     serve.add_argument("--store", metavar="URL", help="peer store URL (default memory://)")
     serve.add_argument("--region", help="this node's region name")
+    serve.add_argument("--kafka", metavar="SERVERS",
+                       help="Kafka bootstrap servers for announce events (default: none)")
     serve.add_argument("--config", metavar="FILE", help="TOML settings file")
+
+    reconcile = commands.add_parser(
+        "reconcile", help="merge other regions' announce events into this region's store",
+        description="Run the reconciler of one region: consume the other regions' announce "
+                    "topics and merge them into the region's store (last writer wins per "
+                    "peer). Rebuilds an empty store from Kafka first.")
+    reconcile.add_argument("--region", help="this region's name")
+    reconcile.add_argument("--store", metavar="URL", help="the region's store URL")
+    reconcile.add_argument("--kafka", metavar="SERVERS", help="Kafka bootstrap servers")
+    reconcile.add_argument("--rebuild", action="store_true",
+                           help="replay the last peer-TTL of every region's events first")
+    reconcile.add_argument("--config", metavar="FILE", help="TOML settings file")
 
     config = commands.add_parser("config", help="inspect settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -41,10 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = Settings.load(args.config, listen=args.host, port=args.port,
-                                     store=args.store, region=args.region)
+                                     store=args.store, region=args.region,
+                                     kafka_bootstrap=args.kafka)
             from services.announce.server import run
 
             return run(settings)
+        if args.command == "reconcile":
+            settings = Settings.load(args.config, region=args.region, store=args.store,
+                                     kafka_bootstrap=args.kafka)
+            from services.reconciler.run import run as run_reconciler
+
+            return run_reconciler(settings, force_rebuild=args.rebuild)
         if args.command == "config" and args.config_command == "print":
             sys.stdout.write(Settings.load(args.config).describe())
             return 0

@@ -81,6 +81,24 @@ class Settings(BaseSettings):
                                         description="seconds per connection-id window (ids live 1-2 windows)")
     udp_max_packet: int = Field(default=2048, ge=98, description="largest UDP datagram accepted")
 
+    # events and reconciliation
+    kafka_bootstrap: str = Field(
+        default="", description="Kafka bootstrap servers (host:port,...); empty: no events")
+    topic_prefix: str = Field(default="meridian.announces.",
+                              description="announce topics are <prefix><region>")
+    dead_letter_topic: str = Field(default="meridian.dead-letter",
+                                   description="where undecodable events go, with a reason")
+    topic_partitions: int = Field(default=6, ge=1,
+                                  description="partitions of a region's topic when created")
+    tombstone_ttl: int | None = Field(
+        default=None, ge=1,
+        description="seconds a merged `stopped` is remembered; default 2 x peer_ttl")
+    reconcile_batch: int = Field(default=5000, ge=1,
+                                 description="events merged per store round (reconciler)")
+    reconciler_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="port of the reconciler's /metrics on 127.0.0.1 (0: none)")
+
     # behind a proxy
     trusted_proxies: list[str] = Field(
         default=[], description="CIDRs of reverse proxies whose client-IP header is believed")
@@ -106,6 +124,13 @@ class Settings(BaseSettings):
     @property
     def effective_peer_ttl(self) -> int:
         return self.peer_ttl if self.peer_ttl is not None else 2 * self.announce_interval
+
+    @property
+    def effective_tombstone_ttl(self) -> int:
+        return self.tombstone_ttl if self.tombstone_ttl is not None else 2 * self.effective_peer_ttl
+
+    def topic(self, region: str | None = None) -> str:
+        return f"{self.topic_prefix}{region or self.region}"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -128,9 +128,14 @@ def create_app(settings: Settings, *, store: PeerStore | None = None,
     async def ready() -> JSONResponse:
         try:
             await tracker.store.ping()
+            rebuilding = await tracker.store.get_flag("rebuilding")
         except Exception as exc:
             return JSONResponse({"ready": False, "store": f"unavailable: {exc}"}, status_code=503)
-        return JSONResponse({"ready": True, "store": "ok"})
+        if rebuilding:
+            # Announces are still answered; a load balancer may prefer another region meanwhile.
+            return JSONResponse({"ready": False, "store": "ok", "rebuilding": True},
+                                status_code=503)
+        return JSONResponse({"ready": True, "store": "ok", "rebuilding": False})
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 from services.core.errors import ClientError
+from services.core.events import AnnounceEvent
+from services.core.hlc import HybridClock
 from services.core.model import AnnounceReply, AnnounceRequest, Peer, SwarmStats
 from services.settings import Settings
 from services.stores.base import PeerStore
@@ -23,7 +25,7 @@ from .metrics import AnnounceMetrics
 
 log = logging.getLogger(__name__)
 
-AfterAnnounce = Callable[[AnnounceRequest, Peer, float], None]
+EventSink = Callable[[AnnounceEvent], None]
 
 
 class Tracker:
@@ -33,7 +35,10 @@ class Tracker:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.after_announce: list[AfterAnnounce] = []
+        self.hlc = HybridClock(clock)
+        # Called with each answered announce's event after its reply is built (the Kafka
+        # emitter); a sink must not block or raise.
+        self.event_sinks: list[EventSink] = []
         self._inflight = 0
         self._gc_task: asyncio.Task[None] | None = None
 
@@ -64,7 +69,7 @@ class Tracker:
 
     async def announce(self, request: AnnounceRequest, client_ip: bytes,
                        protocol: str = "http") -> AnnounceReply:
-        """Record the announce, answer it, then hand it to the after-announce hooks."""
+        """Record the announce, answer it, then hand its event to the event sinks."""
         if self._inflight >= self.settings.max_inflight_announces:
             raise ClientError("tracker is busy, retry later", "overloaded",
                               retry_in_minutes=self.settings.shed_retry_in_minutes)
@@ -72,19 +77,30 @@ class Tracker:
         started = time.perf_counter()
         try:
             now = self.clock()
+            hlc = self.hlc.tick()
             peer = Peer(client_ip, request.port, request.peer_id)
-            answer = await self.store.announce(request.info_hash, peer, request.event,
-                                               request.seeder, self.numwant(request), now)
+            answer = await self.store.announce(
+                request.info_hash, peer, request.event, request.seeder, self.numwant(request),
+                now, version=(hlc, self.settings.region, self.settings.node))
         finally:
             self._inflight -= 1
             self.metrics.latency.labels(protocol).observe(time.perf_counter() - started)
         reply = AnnounceReply(answer, self.settings.announce_interval,
                               self.settings.min_announce_interval, client_ip)
-        for hook in self.after_announce:
-            try:
-                hook(request, peer, now)
-            except Exception:
-                log.exception("after-announce hook failed; the answer was still sent")
+        if self.event_sinks:
+            # Fields are valid by construction (parsed request, socket address), so the
+            # model's validation is skipped on this hot path.
+            event = AnnounceEvent.model_construct(
+                region=self.settings.region, node=self.settings.node, hlc=hlc,
+                info_hash=request.info_hash, ip=client_ip, port=request.port,
+                peer_id=request.peer_id, kind=request.event, seeder=request.seeder,
+                expires_ms=int((now + self.settings.effective_peer_ttl) * 1000),
+                schema_version=1)
+            for sink in self.event_sinks:
+                try:
+                    sink(event)
+                except Exception:
+                    log.exception("event sink failed; the answer was still sent")
         return reply
 
     @property

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from services.core.events import AnnounceEvent
+from services.core.merge import Version
 from services.core.model import Event, Peer, SwarmAnswer, SwarmStats
 
 
@@ -39,6 +41,13 @@ class PeerStore(Protocol):
     - Every call raises `StoreUnavailable` instead of hanging when the backend is down or slow.
     - `now` is the caller's clock in seconds (UNIX time); stores read no clock of their own
       for peer lifetimes, which keeps tests exact and nodes consistent.
+    - Versions (merge rule in `services.core.merge`): `announce` records the version of the
+      local write it is given; `apply` merges other regions' events last-writer-wins per
+      peer against those versions, `stopped` leaving a tombstone for `tombstone_ttl`, and is
+      idempotent and order-free. A `completed` that wins adds to `downloaded`.
+    - Region flags (`get_flag`/`set_flag`) are small values every process on this store sees:
+      "populated" (the store has been built; its absence after a restart means rebuild),
+      "rebuilding", "emergency".
     """
 
     async def start(self) -> None:
@@ -51,8 +60,18 @@ class PeerStore(Protocol):
         """Return if the store answers, else raise `StoreUnavailable`."""
 
     async def announce(self, info_hash: bytes, peer: Peer, event: Event, seeder: bool,
-                       numwant: int, now: float) -> SwarmAnswer:
-        """Record the announce and answer it."""
+                       numwant: int, now: float, version: Version | None = None
+                       ) -> SwarmAnswer:
+        """Record the announce (with the version of this write, if any) and answer it."""
+
+    async def apply(self, events: Sequence[AnnounceEvent], now: float) -> int:
+        """Merge events from other regions; return how many won."""
+
+    async def get_flag(self, name: str) -> str | None:
+        """A region flag's value, or None if unset or expired."""
+
+    async def set_flag(self, name: str, value: str | None, ttl: float | None = None) -> None:
+        """Set (or with None clear) a region flag, optionally for `ttl` seconds."""
 
     async def scrape(self, info_hashes: Sequence[bytes], now: float) -> list[SwarmStats]:
         """Counts for each hash, in order; unknown torrents count zero."""

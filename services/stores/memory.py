@@ -157,6 +157,7 @@ class MemoryPeerStore:
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
         self._swarms: dict[bytes, _Swarm] = {}
+        self._flags: dict[str, tuple[str, float]] = {}
         self.bounds_hit = {"swarms": 0, "peers_per_swarm": 0}
         self._last_bound_log = 0.0
 
@@ -168,6 +169,19 @@ class MemoryPeerStore:
 
     async def ping(self) -> None:
         return None
+
+    async def get_flag(self, name: str) -> str | None:
+        value, until = self._flags.get(name, (None, math.inf))
+        if value is not None and time.monotonic() >= until:
+            del self._flags[name]
+            return None
+        return value
+
+    async def set_flag(self, name: str, value: str | None, ttl: float | None = None) -> None:
+        if value is None:
+            self._flags.pop(name, None)
+        else:
+            self._flags[name] = (value, time.monotonic() + ttl if ttl else math.inf)
 
     def counts(self) -> tuple[int, int]:
         """(swarms, peers) held now, for metrics."""
