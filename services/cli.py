@@ -41,6 +41,18 @@ def _parser() -> argparse.ArgumentParser:
                            help="replay the last peer-TTL of every region's events first")
     reconcile.add_argument("--config", metavar="FILE", help="TOML settings file")
 
+    sandbox = commands.add_parser(
+        "sandbox", help="a local multi-region Meridian on loopback",
+        description="Start or stop a multi-region Meridian on this machine: one Kafka, and per "
+                    "region a Redis, an announce node and a reconciler.")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sandbox_up = sandbox_commands.add_parser("up", help="start it and print the URLs")
+    sandbox_up.add_argument("--regions", default="eu,us,ap",
+                            help="comma-separated region names (default eu,us,ap)")
+    sandbox_up.add_argument("--json", action="store_true",
+                            help="print one JSON object instead of text")
+    sandbox_commands.add_parser("down", help="stop everything `sandbox up` started")
+
     config = commands.add_parser("config", help="inspect settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     show = config_commands.add_parser(
@@ -66,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             from services.reconciler.run import run as run_reconciler
 
             return run_reconciler(settings, force_rebuild=args.rebuild)
+        if args.command == "sandbox" and args.sandbox_command in ("up", "down"):
+            return _sandbox(args)
         if args.command == "config" and args.config_command == "print":
             sys.stdout.write(Settings.load(args.config).describe())
             return 0
@@ -74,6 +88,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser.print_help()
     return 2
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import json
+
+    from services.ops import sandbox
+    from services.ops.local import LocalServerError
+
+    if args.sandbox_command == "down":
+        stopped = sandbox.down()
+        print(f"sandbox down: stopped {len(stopped)} processes")
+        return 0
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    if len(set(regions)) != len(regions) or not regions:
+        print("meridian: --regions needs distinct names, e.g. eu,us,ap", file=sys.stderr)
+        return 2
+    try:
+        state = sandbox.up(regions)
+    except LocalServerError as exc:
+        print(f"meridian: sandbox did not start: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sandbox.public(state)) if args.json else sandbox.describe(state))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""`meridian sandbox up|down`: a multi-region Meridian on one machine, on loopback.
+
+`up` starts one Kafka broker, and per region a redis-server, an announce node and a
+reconciler. It waits until every node answers, records every PID in a state file and prints
+each region's URLs (or one JSON object with `--json`). The processes run detached, so the
+command returns. `down` stops exactly the PIDs in the state file, and the broker by its PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .local import (
+    ROOT,
+    LocalServerError,
+    alive,
+    free_port,
+    start_kafka,
+    start_meridian,
+    start_redis,
+    stop_kafka,
+    stop_pid,
+    wait_http,
+)
+
+SANDBOX = ROOT / ".cache" / "sandbox"
+STATE = SANDBOX / "state.json"
+
+
+def _running(state: dict[str, Any]) -> bool:
+    pids = [p for r in state.get("regions", {}).values() for p in r["pids"].values()]
+    return any(alive(p) for p in pids + [state.get("kafka_pid", 0)] if p)
+
+
+async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    from services.stream.topics import ensure_topics
+
+    await ensure_topics(bootstrap, topics, partitions)
+
+
+def up(regions: list[str], extra_env: dict[str, str] | None = None,
+       partitions: int = 3) -> dict[str, Any]:
+    """Start the sandbox; return its description (what `--json` prints)."""
+    if STATE.exists():
+        old = json.loads(STATE.read_text())
+        if _running(old):
+            raise LocalServerError("a sandbox is already up; run `meridian sandbox down` first")
+    if SANDBOX.exists():
+        shutil.rmtree(SANDBOX)
+    SANDBOX.mkdir(parents=True)
+    state: dict[str, Any] = {"regions": {}, "kafka": None, "kafka_pid": None, "kafka_run": None}
+    try:
+        bootstrap, run, kafka_pid = start_kafka(detach=True)
+        state.update(kafka=bootstrap, kafka_pid=kafka_pid, kafka_run=str(run))
+        _save(state)
+        from services.settings import Settings
+
+        defaults = Settings.load(kafka_bootstrap=bootstrap)
+        asyncio.run(_create_topics(bootstrap, [defaults.topic(r) for r in regions]
+                                   + [defaults.dead_letter_topic], partitions))
+        env = {"MERIDIAN_UDP_SECRET": secrets.token_hex(16), "MERIDIAN_LOG_LEVEL": "warning",
+               **(extra_env or {})}
+        for region in regions:
+            folder = SANDBOX / region
+            redis_port, port = free_port(), free_port()
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            pids = {"redis": start_redis(redis_port, folder, detach=True)}
+            state["regions"][region] = {
+                "http": f"http://127.0.0.1:{port}/announce",
+                "udp": f"udp://127.0.0.1:{port}/announce",
+                "redis": redis_url, "port": port, "pids": pids,
+            }
+            _save(state)
+            common = ["--region", region, "--store", redis_url, "--kafka", bootstrap]
+            pids["reconciler"] = start_meridian(["reconcile", *common], folder / "reconciler.log",
+                                                env, detach=True)
+            pids["announce"] = start_meridian(
+                ["serve", "--host", "127.0.0.1", "--host", "::1", "--port", str(port), *common],
+                folder / "announce.log", env, detach=True)
+            _save(state)
+        for info in state["regions"].values():
+            wait_http(f"http://127.0.0.1:{info['port']}/ready", timeout=60,
+                      pid=info["pids"]["announce"])
+    except BaseException:
+        down(state)
+        raise
+    return state
+
+
+def _save(state: dict[str, Any]) -> None:
+    STATE.parent.mkdir(parents=True, exist_ok=True)
+    STATE.write_text(json.dumps(state, indent=2))
+
+
+def down(state: dict[str, Any] | None = None) -> list[int]:
+    """Stop what `up` started (by PID); return the PIDs stopped."""
+    if state is None:
+        if not STATE.exists():
+            return []
+        state = json.loads(STATE.read_text())
+    stopped = []
+    for info in state.get("regions", {}).values():
+        for role in ("announce", "reconciler", "redis"):
+            pid = info["pids"].get(role)
+            if pid and alive(pid):
+                stop_pid(pid)
+                stopped.append(pid)
+    if state.get("kafka_run"):
+        if state.get("kafka_pid") and alive(state["kafka_pid"]):
+            stopped.append(state["kafka_pid"])
+        stop_kafka(Path(state["kafka_run"]))
+    if STATE.exists():
+        STATE.unlink()
+    return stopped
+
+
+def describe(state: dict[str, Any]) -> str:
+    lines = [f"Meridian sandbox: {len(state['regions'])} regions, Kafka at {state['kafka']}"]
+    for region, info in state["regions"].items():
+        lines.append(f"  {region:<6} HTTP {info['http']}")
+        lines.append(f"  {'':<6} UDP  {info['udp']}")
+        lines.append(f"  {'':<6} Redis {info['redis']}  (logs: .cache/sandbox/{region}/)")
+    lines.append("Stop it with: meridian sandbox down")
+    return "\n".join(lines)
+
+
+def public(state: dict[str, Any]) -> dict[str, Any]:
+    """The JSON `sandbox up --json` prints."""
+    return {
+        "regions": {r: {"http": i["http"], "udp": i["udp"], "redis": i["redis"],
+                        "pids": dict(i["pids"])} for r, i in state["regions"].items()},
+        "kafka": state["kafka"],
+    }
