@@ -29,7 +29,10 @@ from .local import (
 )
 
 SANDBOX = ROOT / ".cache" / "sandbox"
-STATE = SANDBOX / "state.json"
+
+
+def _state_file(base: Path) -> Path:
+    return base / "state.json"
 
 
 def _running(state: dict[str, Any]) -> bool:
@@ -43,17 +46,18 @@ async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> 
     await ensure_topics(bootstrap, topics, partitions)
 
 
-def up(regions: list[str], extra_env: dict[str, str] | None = None,
-       partitions: int = 3) -> dict[str, Any]:
-    """Start the sandbox; return its description (what `--json` prints)."""
-    if STATE.exists():
-        old = json.loads(STATE.read_text())
+def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: int = 3,
+       base: Path = SANDBOX) -> dict[str, Any]:
+    """Start the sandbox under `base`; return its state (`public` gives what --json prints)."""
+    if _state_file(base).exists():
+        old = json.loads(_state_file(base).read_text())
         if _running(old):
             raise LocalServerError("a sandbox is already up; run `meridian sandbox down` first")
-    if SANDBOX.exists():
-        shutil.rmtree(SANDBOX)
-    SANDBOX.mkdir(parents=True)
-    state: dict[str, Any] = {"regions": {}, "kafka": None, "kafka_pid": None, "kafka_run": None}
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    state: dict[str, Any] = {"regions": {}, "kafka": None, "kafka_pid": None, "kafka_run": None,
+                             "base": str(base), "env": {}}
     try:
         bootstrap, run, kafka_pid = start_kafka(detach=True)
         state.update(kafka=bootstrap, kafka_pid=kafka_pid, kafka_run=str(run))
@@ -65,8 +69,9 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None,
                                    + [defaults.dead_letter_topic], partitions))
         env = {"MERIDIAN_UDP_SECRET": secrets.token_hex(16), "MERIDIAN_LOG_LEVEL": "warning",
                **(extra_env or {})}
+        state["env"] = env
         for region in regions:
-            folder = SANDBOX / region
+            folder = base / region
             redis_port, port = free_port(), free_port()
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
             pids = {"redis": start_redis(redis_port, folder, detach=True)}
@@ -76,12 +81,8 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None,
                 "redis": redis_url, "port": port, "pids": pids,
             }
             _save(state)
-            common = ["--region", region, "--store", redis_url, "--kafka", bootstrap]
-            pids["reconciler"] = start_meridian(["reconcile", *common], folder / "reconciler.log",
-                                                env, detach=True)
-            pids["announce"] = start_meridian(
-                ["serve", "--host", "127.0.0.1", "--host", "::1", "--port", str(port), *common],
-                folder / "announce.log", env, detach=True)
+            pids["reconciler"] = start_role(state, region, "reconciler")
+            pids["announce"] = start_role(state, region, "announce")
             _save(state)
         for info in state["regions"].values():
             wait_http(f"http://127.0.0.1:{info['port']}/ready", timeout=60,
@@ -92,17 +93,39 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None,
     return state
 
 
+def start_role(state: dict[str, Any], region: str, role: str) -> int:
+    """Start (or restart) a region's announce node or reconciler; returns its PID."""
+    info = state["regions"][region]
+    folder = Path(state["base"]) / region
+    common = ["--region", region, "--store", info["redis"], "--kafka", state["kafka"]]
+    if role == "reconciler":
+        args = ["reconcile", *common]
+    else:
+        args = ["serve", "--host", "127.0.0.1", "--host", "::1", "--port", str(info["port"]),
+                *common]
+    pid = start_meridian(args, folder / f"{role}.log", state["env"], detach=True)
+    info["pids"][role] = pid
+    _save(state)
+    return pid
+
+
 def _save(state: dict[str, Any]) -> None:
-    STATE.parent.mkdir(parents=True, exist_ok=True)
-    STATE.write_text(json.dumps(state, indent=2))
+    path = _state_file(Path(state["base"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=2))
 
 
-def down(state: dict[str, Any] | None = None) -> list[int]:
+def load(base: Path = SANDBOX) -> dict[str, Any] | None:
+    path = _state_file(base)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def down(state: dict[str, Any] | None = None, base: Path = SANDBOX) -> list[int]:
     """Stop what `up` started (by PID); return the PIDs stopped."""
     if state is None:
-        if not STATE.exists():
+        state = load(base)
+        if state is None:
             return []
-        state = json.loads(STATE.read_text())
     stopped = []
     for info in state.get("regions", {}).values():
         for role in ("announce", "reconciler", "redis"):
@@ -114,8 +137,7 @@ def down(state: dict[str, Any] | None = None) -> list[int]:
         if state.get("kafka_pid") and alive(state["kafka_pid"]):
             stopped.append(state["kafka_pid"])
         stop_kafka(Path(state["kafka_run"]))
-    if STATE.exists():
-        STATE.unlink()
+    _state_file(Path(state.get("base", base))).unlink(missing_ok=True)
     return stopped
 
 
