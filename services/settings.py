@@ -40,8 +40,10 @@ class Settings(BaseSettings):
     region: str = Field(default="local", pattern=r"^[a-z0-9-]{1,32}$",
                         description="this node's region name, as used in topics and metrics")
     node: str = Field(default_factory=socket.gethostname, description="this node's name")
-    store: str = Field(default="memory://",
-                       description="peer store URL: memory:// or redis://host:port/db")
+    store: str = Field(
+        default="memory://",
+        description="peer store URL: memory://, redis://[user:pass@]host:port/db, rediss://... "
+                    "(TLS) or redis+cluster://host:port[,host:port...]")
     udp_enabled: bool = Field(default=True, description="answer BEP 15 UDP announces")
     log_level: str = Field(default="info", description="debug, info, warning or error")
 
@@ -58,7 +60,7 @@ class Settings(BaseSettings):
     # bounds
     max_swarms: int = Field(default=1_000_000, ge=1, description="torrents the memory store holds")
     max_peers_per_swarm: int = Field(default=100_000, ge=1,
-                                     description="peers per torrent and family the memory store holds")
+                                     description="peers per torrent and family a store holds")
     max_query_bytes: int = Field(default=4096, ge=256, description="longest accepted query string")
     max_scrape_hashes: int = Field(default=74, ge=1, le=1000,
                                    description="info hashes per HTTP scrape")
@@ -80,6 +82,19 @@ class Settings(BaseSettings):
     connection_id_lifetime: int = Field(default=120, ge=10,
                                         description="seconds per connection-id window (ids live 1-2 windows)")
     udp_max_packet: int = Field(default=2048, ge=98, description="largest UDP datagram accepted")
+
+    # Redis store
+    redis_timeout: float = Field(default=0.25, gt=0,
+                                 description="seconds per Redis call before it counts as failed")
+    redis_peer_ids: bool = Field(default=True,
+                                 description="keep peer ids for non-compact answers (~20 B/peer)")
+    redis_batch: bool = Field(default=True,
+                              description="send one event-loop tick's announces as one pipeline")
+    redis_max_connections: int = Field(default=64, ge=1,
+                                       description="connections per Redis server per process")
+    downloaded_ttl: int = Field(default=2_592_000, ge=1,
+                                description="seconds a torrent's downloaded count outlives its "
+                                            "last completed (Redis)")
 
     # events and reconciliation
     kafka_bootstrap: str = Field(

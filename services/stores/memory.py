@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 from services.core.events import AnnounceEvent
-from services.core.merge import Version, record_of, wins
+from services.core.merge import Version, record_of
 from services.core.model import Event, Family, Peer, SwarmAnswer, SwarmStats, family_of
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,8 @@ class MemoryPeerStore:
                 swarm = self._swarms[event.info_hash] = _Swarm()
                 swarm.last_seen = now
             endpoint = (event.ip, event.port)
-            if not wins(event.version, swarm.version_of(endpoint)):
+            current = swarm.version_of(endpoint)
+            if current is not None and event.version <= current:
                 continue
             won += 1
             record = record_of(event, int(self.tombstone_ttl * 1000))
