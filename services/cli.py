@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="address to listen on (repeatable; default 0.0.0.0 and ::)")
     serve.add_argument("--port", type=int, help="port for HTTP and UDP (default 6969)")
     serve.add_argument("--store", metavar="URL", help="peer store URL (default memory://)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes on the same ports (default: one per core with a Redis "
+                            "store, 1 with memory://)")
     serve.add_argument("--region", help="this node's region name")
     serve.add_argument("--kafka", metavar="SERVERS",
                        help="Kafka bootstrap servers for announce events (default: none)")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = Settings.load(args.config, listen=args.host, port=args.port,
                                      store=args.store, region=args.region,
-                                     kafka_bootstrap=args.kafka)
+                                     kafka_bootstrap=args.kafka, workers=args.workers)
             from services.announce.server import run
 
             return run(settings)

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         description="peer store URL: memory://, redis://[user:pass@]host:port/db, rediss://... "
                     "(TLS) or redis+cluster://host:port[,host:port...]")
     udp_enabled: bool = Field(default=True, description="answer BEP 15 UDP announces")
+    workers: int = Field(
+        default=0, ge=0, le=256,
+        description="announce processes on the same ports; 0: one per core with a shared "
+                    "store, 1 with memory://")
     log_level: str = Field(default="info", description="debug, info, warning or error")
 
     # announce policy
@@ -135,6 +139,21 @@ class Settings(BaseSettings):
         for address in value:
             ipaddress.ip_address(address)
         return value
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether every process sees the same swarms (not the per-process memory store)."""
+        return not self.store.lower().startswith("memory:")
+
+    @property
+    def effective_workers(self) -> int:
+        if self.workers == 0:
+            return (os.cpu_count() or 1) if self.shared_store else 1
+        if self.workers > 1 and not self.shared_store:
+            raise SettingsError(
+                f"--workers {self.workers} needs a shared store: memory:// lives inside one "
+                "process, so workers would not see each other's peers. Use --store redis://...")
+        return self.workers
 
     @property
     def effective_peer_ttl(self) -> int:

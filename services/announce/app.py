@@ -121,8 +121,9 @@ def create_app(settings: Settings, *, store: PeerStore | None = None,
                         media_type=_BENCODE)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__, "region": settings.region}
+    async def health() -> dict[str, str | int]:
+        return {"status": "ok", "version": __version__, "region": settings.region,
+                "node": settings.node, "pid": os.getpid()}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:

@@ -4,6 +4,11 @@ Sockets are bound here, before the app starts, so HTTP and UDP share one port nu
 port 0 asks for a free one) and IPv6 listeners are IPv6-only beside the IPv4 ones. uvicorn runs
 the app on those sockets and turns SIGINT and SIGTERM into a clean shutdown, during which the
 app's lifespan closes the UDP endpoints and the store.
+
+With several workers, this process becomes a supervisor: it binds the TCP listeners, forks
+the workers (which inherit them and accept in turn), and each worker binds its own UDP socket
+on the same port with SO_REUSEPORT, so the kernel spreads datagrams across them. A worker
+that dies is started again; SIGINT or SIGTERM stops them all by their PIDs.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 
@@ -59,21 +67,41 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-def _socket(address: str, kind: int) -> socket.socket:
+def _socket(address: str, kind: int, reuseport: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, kind)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     return sock
 
 
-def bind(settings: Settings) -> Listeners:
+def bind_udp(addresses: list[str], port: int, reuseport: bool) -> list[socket.socket]:
+    """UDP sockets on each address (a worker's own, when `reuseport`)."""
+    sockets = []
+    for address in addresses:
+        udp = _socket(address, socket.SOCK_DGRAM, reuseport)
+        try:
+            udp.bind((address, port))
+        except OSError as exc:
+            udp.close()
+            for sock in sockets:
+                sock.close()
+            raise SystemExit(f"cannot listen for UDP on {address} port {port}: {exc.strerror}. "
+                             "Pick another --port, or stop what holds it.") from exc
+        udp.setblocking(False)
+        sockets.append(udp)
+    return sockets
+
+
+def bind(settings: Settings, reuseport: bool = False) -> Listeners:
     """Bind TCP and UDP on every listen address, all on one port number."""
     listeners = Listeners(port=settings.port)
     for address in settings.listen:
         tcp = _socket(address, socket.SOCK_STREAM)
-        udp = _socket(address, socket.SOCK_DGRAM)
+        udp = _socket(address, socket.SOCK_DGRAM, reuseport)
         try:
             tcp.bind((address, listeners.port))
             listeners.port = tcp.getsockname()[1]
@@ -126,8 +154,8 @@ def banner(settings: Settings, listeners: Listeners) -> str:
     return "\n".join(lines)
 
 
-async def serve(settings: Settings, on_ready: Callable[[str], None] | None = None) -> None:
-    listeners = bind(settings)
+async def serve(settings: Settings, listeners: Listeners,
+                on_ready: Callable[[str], None] | None = None) -> None:
     app = create_app(settings, udp_sockets=listeners.udp)
     config = uvicorn.Config(app, lifespan="on", access_log=False, proxy_headers=False,
                             server_header=False, log_level=settings.log_level,
@@ -139,8 +167,8 @@ async def serve(settings: Settings, on_ready: Callable[[str], None] | None = Non
             if server.should_exit:
                 return
             await asyncio.sleep(0.02)
-        text = banner(settings, listeners)
-        (on_ready or (lambda t: print(t, flush=True)))(text)
+        if on_ready is not None:
+            on_ready(banner(settings, listeners))
 
     watcher = asyncio.create_task(announce_when_started())
     try:
@@ -150,9 +178,7 @@ async def serve(settings: Settings, on_ready: Callable[[str], None] | None = Non
         listeners.close()
 
 
-def run(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
 
@@ -160,5 +186,100 @@ def run(settings: Settings) -> int:
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(settings))
+        runner.run(main)
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = settings.effective_workers
+    if workers == 1:
+        _run_loop(serve(settings, bind(settings), _print))
+        return 0
+    return supervise(settings, workers)
+
+
+def _worker(settings: Settings, listeners: Listeners) -> None:
+    """One forked worker: the inherited TCP listeners plus its own SO_REUSEPORT UDP sockets."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    own = Listeners(tcp=listeners.tcp, addresses=listeners.addresses, port=listeners.port,
+                    udp=bind_udp(listeners.addresses, listeners.port, reuseport=True)
+                    if settings.udp_enabled else [])
+    _run_loop(serve(settings, own))
+
+
+def supervise(settings: Settings, workers: int) -> int:
+    """Run `workers` worker processes on shared ports until SIGINT or SIGTERM."""
+    import multiprocessing
+    import secrets
+    import urllib.request
+
+    from pydantic import SecretStr
+
+    if settings.udp_secret is None:
+        # Every worker must accept every other worker's connection ids.
+        settings = settings.model_copy(update={"udp_secret": SecretStr(secrets.token_hex(32))})
+        log.warning("MERIDIAN_UDP_SECRET is not set: the workers share a random one; set one "
+                    "shared secret on every node of every region")
+    listeners = bind(settings, reuseport=True)
+    for sock in listeners.udp:  # the workers bind their own; this only proved the port free
+        sock.close()
+    listeners.udp = []
+    context = multiprocessing.get_context("fork")
+    children: dict[int, multiprocessing.process.BaseProcess] = {}
+    stopping = False
+
+    def start(slot: int) -> None:
+        child = context.Process(target=_worker, args=(settings, listeners),
+                                name=f"meridian-worker-{slot}")
+        child.start()
+        children[slot] = child
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for slot in range(workers):
+        start(slot)
+    health = announce_urls(listeners)[0][1].rsplit("/", 1)[0] + "/health"
+    deadline = time.monotonic() + 30
+    while not stopping and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health, timeout=1):
+                break
+        except OSError:
+            time.sleep(0.05)
+    if not stopping:
+        _print(banner(settings, listeners).replace(
+            "is serving:", f"is serving with {workers} workers:", 1))
+    restarts: list[float] = []
+    while not stopping:
+        time.sleep(0.2)
+        for slot, child in list(children.items()):
+            if not child.is_alive() and not stopping:
+                restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
+                log.warning("worker %d (pid %s) exited with %s; starting it again", slot,
+                            child.pid, child.exitcode)
+                if len(restarts) > 10 * workers:
+                    log.error("workers keep dying (more than %d restarts a minute); stopping",
+                              10 * workers)
+                    stopping = True
+                    break
+                start(slot)
+    for child in children.values():
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM)
+    for child in children.values():
+        child.join(15)
+        if child.is_alive():
+            child.kill()
+            child.join(5)
+    listeners.close()
     return 0
