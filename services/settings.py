@@ -103,10 +103,9 @@ class Settings(BaseSettings):
     # events and reconciliation
     kafka_bootstrap: str = Field(
         default="", description="Kafka bootstrap servers (host:port,...); empty: no events")
-    topic_prefix: str = Field(default="meridian.announces.",
-                              description="announce topics are <prefix><region>")
-    dead_letter_topic: str = Field(default="meridian.dead-letter",
-                                   description="where undecodable events go, with a reason")
+    topic_prefix: str = Field(
+        default="meridian.announces",
+        description="announce topics are <prefix>.<region>; dead letters go to <prefix>.dlq")
     topic_partitions: int = Field(default=6, ge=1,
                                   description="partitions of a region's topic when created")
     tombstone_ttl: int | None = Field(
@@ -164,7 +163,15 @@ class Settings(BaseSettings):
         return self.tombstone_ttl if self.tombstone_ttl is not None else 2 * self.effective_peer_ttl
 
     def topic(self, region: str | None = None) -> str:
-        return f"{self.topic_prefix}{region or self.region}"
+        from services.stream.topics import region_topic
+
+        return region_topic(region or self.region, self.topic_prefix)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        from services.stream.topics import dead_letter_topic
+
+        return dead_letter_topic(self.topic_prefix)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

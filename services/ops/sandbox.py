@@ -43,7 +43,7 @@ def _running(state: dict[str, Any]) -> bool:
 async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
     from services.stream.topics import ensure_topics
 
-    await ensure_topics(bootstrap, topics, partitions)
+    await ensure_topics(bootstrap, topics, partitions=partitions)
 
 
 def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: int = 3,

@@ -15,6 +15,7 @@ from services.core.events import AnnounceEvent, EventDecodeError, decode
 from services.core.hlc import physical_ms
 from services.settings import Settings
 from services.stores.base import PeerStore, StoreUnavailable
+from services.stream.topics import DEAD_LETTER_SUFFIX
 
 from .metrics import ReconcilerMetrics
 
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def other_regions_pattern(settings: Settings) -> str:
-    """Every region's topic but this region's own: new regions are picked up by themselves."""
-    prefix = re.escape(settings.topic_prefix)
-    return rf"^{prefix}(?!{re.escape(settings.region)}$)[a-z0-9-]+$"
+    """Every region's topic but this region's own (and not the dead letters): regions added
+    later are picked up by themselves."""
+    prefix = re.escape(settings.topic_prefix + ".")
+    skip = "|".join(re.escape(name) for name in (settings.region, DEAD_LETTER_SUFFIX))
+    return rf"^{prefix}(?!(?:{skip})$)[a-z0-9-]+$"
 
 
 def decode_batch(records: list[ConsumerRecord[bytes, bytes]]

@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.settings import Settings
 from services.stores.base import PeerStore
+from services.stream.topics import region_of_topic
 
 from .consumer import apply_until_stored, decode_batch
 from .metrics import ReconcilerMetrics
@@ -25,6 +27,19 @@ from .metrics import ReconcilerMetrics
 log = logging.getLogger(__name__)
 POPULATED, REBUILDING = "populated", "rebuilding"
 Progress = Callable[[int, int], None]  # (replayed, total)
+
+
+async def _region_partitions(settings: Settings) -> list[TopicPartition]:
+    """Every partition of every region's announce topic (dead letters excluded)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described
+                  if region_of_topic(t["topic"], settings.topic_prefix) is not None
+                  for p in t["partitions"])
 
 
 async def needs_rebuild(store: PeerStore) -> bool:
@@ -44,9 +59,8 @@ async def rebuild(settings: Settings, store: PeerStore, metrics: ReconcilerMetri
     await consumer.start()
     merged = 0
     try:
-        topics = sorted(t for t in await consumer.topics() if t.startswith(settings.topic_prefix))
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in sorted(consumer.partitions_for_topic(t) or ())]
+        partitions = await _region_partitions(settings)
+        topics = sorted({tp.topic for tp in partitions})
         if not partitions:
             log.info("rebuild: no announce topics yet; nothing to replay")
         else:
