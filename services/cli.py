@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="print one JSON object instead of text")
     sandbox_commands.add_parser("down", help="stop everything `sandbox up` started")
 
+    from services.loadtest.cli import add_parser as add_loadtest
+
+    add_loadtest(commands)
+
     config = commands.add_parser("config", help="inspect settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     show = config_commands.add_parser(
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from services.reconciler.run import run as run_reconciler
 
             return run_reconciler(settings, force_rebuild=args.rebuild)
+        if args.command == "loadtest":
+            from services.loadtest.cli import run as run_loadtest
+
+            return run_loadtest(args)
         if args.command == "sandbox" and args.sandbox_command in ("up", "down"):
             return _sandbox(args)
         if args.command == "config" and args.config_command == "print":

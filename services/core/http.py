@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from . import bencode
-from .errors import ClientError
+from .errors import BencodeError, ClientError
 from .model import (
     INFO_HASH_LENGTH,
     PEER_ID_LENGTH,
@@ -281,9 +281,17 @@ def _peer_list(value: object, length: int) -> list[Peer]:
     raise ValueError("peers is neither a string nor a list")
 
 
+def _decode_answer(body: bytes) -> bencode.Value:
+    """Bencode from a tracker: on the client side, bad bencode is a ValueError like the rest."""
+    try:
+        return bencode.decode(body)
+    except BencodeError as exc:
+        raise ValueError(f"answer is not valid bencode: {exc.reason}") from exc
+
+
 def decode_announce_answer(body: bytes) -> AnnounceAnswer:
     """Decode and validate an announce answer; raise ValueError if it is not a valid one."""
-    value = bencode.decode(body)
+    value = _decode_answer(body)
     if not isinstance(value, dict):
         raise ValueError("announce answer is not a dictionary")
     failure = value.get(b"failure reason")
@@ -319,7 +327,7 @@ def decode_announce_answer(body: bytes) -> AnnounceAnswer:
 
 def decode_scrape_answer(body: bytes) -> dict[bytes, SwarmStats]:
     """Decode a scrape answer (client side); raise ValueError if malformed or a failure."""
-    value = bencode.decode(body)
+    value = _decode_answer(body)
     if not isinstance(value, dict):
         raise ValueError("scrape answer is not a dictionary")
     if b"failure reason" in value:

@@ -97,3 +97,9 @@ def test_huge_numwant_is_refused_large_one_kept_for_the_tracker_to_cap() -> None
     with pytest.raises(ClientError) as info:
         http.parse_announce(base + b"99999999999999999999999")
     assert info.value.kind == "bad_numwant"
+
+
+def test_client_side_decoders_raise_value_error_on_bad_bencode() -> None:
+    for decoder in (http.decode_announce_answer, http.decode_scrape_answer):
+        with pytest.raises(ValueError, match="not valid bencode"):
+            decoder(b"d8:intervali1e")  # unterminated
