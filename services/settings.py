@@ -13,7 +13,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -39,7 +39,11 @@ class Settings(BaseSettings):
                       description="port for HTTP and UDP (0 picks a free one)")
     region: str = Field(default="local", pattern=r"^[a-z0-9-]{1,32}$",
                         description="this node's region name, as used in topics and metrics")
-    node: str = Field(default_factory=socket.gethostname, description="this node's name")
+    node: str = Field(default_factory=lambda: socket.gethostname()[:64],
+                      min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
+                      description="this node's name (1-64 printable ASCII; default hostname)")
+    worker: int = Field(default=0, ge=0,
+                        description="index of this worker process (set by the supervisor)")
     store: str = Field(
         default="memory://",
         description="peer store URL: memory://, redis://[user:pass@]host:port/db, rediss://... "
@@ -111,6 +115,26 @@ class Settings(BaseSettings):
     tombstone_ttl: int | None = Field(
         default=None, ge=1,
         description="seconds a merged `stopped` is remembered; default 2 x peer_ttl")
+    spool_dir: str = Field(default="/var/tmp/meridian-spool",
+                           description="where events wait while Kafka is away; each process "
+                                       "uses <spool_dir>/<region>-<node>-w<worker>")
+    spool_max_bytes: int = Field(default=256 << 20, ge=1 << 20,
+                                 description="bound on spooled bytes; beyond it events are lost "
+                                             "(counted in meridian_events_lost_total)")
+    spool_fsync: Literal["always", "interval", "never"] = Field(
+        default="interval", description="when the spool reaches the disk (see operations doc)")
+    spool_fsync_interval_ms: int = Field(default=1000, ge=1,
+                                         description="fsync period with spool_fsync=interval")
+    event_queue_max: int = Field(default=10_000, ge=1,
+                                 description="events held in memory per process before spooling")
+    kafka_linger_ms: int = Field(default=5, ge=0, description="producer batching delay")
+    kafka_batch_max: int = Field(default=1000, ge=1, description="events per producer flight")
+    kafka_stall_ms: int = Field(default=2000, ge=100,
+                                description="unconfirmed this long means Kafka is away: spool")
+    kafka_request_timeout_ms: int = Field(default=30_000, ge=1000,
+                                          description="Kafka request timeout")
+    emitter_close_timeout: float = Field(default=10.0, ge=0,
+                                         description="seconds to flush events at shutdown")
     reconcile_batch: int = Field(default=5000, ge=1,
                                  description="events merged per store round (reconciler)")
     reconciler_metrics_port: int = Field(
@@ -157,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def effective_peer_ttl(self) -> int:
         return self.peer_ttl if self.peer_ttl is not None else 2 * self.announce_interval
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool_dir) / f"{self.region}-{self.node}-w{self.worker}"
 
     @property
     def effective_tombstone_ttl(self) -> int:

@@ -25,6 +25,7 @@ from services.core.connection_id import ConnectionIds
 from services.core.errors import ClientError
 from services.settings import Settings
 from services.stores import PeerStore, open_store
+from services.stream.emitter import EventEmitter
 
 from .client_ip import ClientAddress
 from .metrics import AnnounceMetrics
@@ -45,9 +46,22 @@ def connection_ids(settings: Settings) -> ConnectionIds:
     return ConnectionIds(secret, settings.connection_id_lifetime)
 
 
+def build_emitter(settings: Settings, metrics: AnnounceMetrics) -> EventEmitter:
+    return EventEmitter(
+        bootstrap_servers=settings.kafka_bootstrap, topic=settings.topic(),
+        spool_path=settings.spool_path, registry=metrics.registry,
+        queue_max=settings.event_queue_max, spool_max_bytes=settings.spool_max_bytes,
+        spool_fsync=settings.spool_fsync, spool_fsync_interval_ms=settings.spool_fsync_interval_ms,
+        linger_ms=settings.kafka_linger_ms, batch_max=settings.kafka_batch_max,
+        stall_ms=settings.kafka_stall_ms, request_timeout_ms=settings.kafka_request_timeout_ms,
+        client_id=f"meridian-{settings.region}-{settings.node}-w{settings.worker}")
+
+
 def create_app(settings: Settings, *, store: PeerStore | None = None,
-               udp_sockets: Sequence[socket.socket] = ()) -> FastAPI:
-    """The announce node: HTTP routes, plus UDP on `udp_sockets` while the app runs."""
+               udp_sockets: Sequence[socket.socket] = (),
+               emitter: EventEmitter | None = None) -> FastAPI:
+    """The announce node: HTTP routes, plus UDP on `udp_sockets` while the app runs, and
+    announce events to Kafka when `settings.kafka_bootstrap` is set."""
     metrics = AnnounceMetrics(settings.region)
     tracker = Tracker(settings, store if store is not None else open_store(settings), metrics)
     if hasattr(tracker.store, "counts"):
@@ -57,6 +71,12 @@ def create_app(settings: Settings, *, store: PeerStore | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events = emitter
+        if events is None and settings.kafka_bootstrap:
+            events = build_emitter(settings, metrics)
+        if events is not None:
+            await events.start()  # never fails for Kafka's sake: it spools and retries
+            tracker.event_sinks.append(events.emit)
         await tracker.start()
         transports: list[asyncio.DatagramTransport] = []
         if udp_sockets and settings.udp_enabled:
@@ -71,6 +91,8 @@ def create_app(settings: Settings, *, store: PeerStore | None = None,
         finally:
             for transport in transports:
                 transport.close()
+            if events is not None:
+                await events.close(settings.emitter_close_timeout)
             await tracker.close()
 
     app = FastAPI(title="Meridian announce node", version=__version__, lifespan=lifespan,

@@ -203,10 +203,14 @@ def run(settings: Settings) -> int:
     return supervise(settings, workers)
 
 
-def _worker(settings: Settings, listeners: Listeners) -> None:
-    """One forked worker: the inherited TCP listeners plus its own SO_REUSEPORT UDP sockets."""
+def _worker(settings: Settings, listeners: Listeners, slot: int) -> None:
+    """One forked worker: the inherited TCP listeners plus its own SO_REUSEPORT UDP sockets.
+
+    Its index (not its PID) names its spool, so a restarted worker replays what it left.
+    """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    settings = settings.model_copy(update={"worker": slot})
     own = Listeners(tcp=listeners.tcp, addresses=listeners.addresses, port=listeners.port,
                     udp=bind_udp(listeners.addresses, listeners.port, reuseport=True)
                     if settings.udp_enabled else [])
@@ -235,7 +239,7 @@ def supervise(settings: Settings, workers: int) -> int:
     stopping = False
 
     def start(slot: int) -> None:
-        child = context.Process(target=_worker, args=(settings, listeners),
+        child = context.Process(target=_worker, args=(settings, listeners, slot),
                                 name=f"meridian-worker-{slot}")
         child.start()
         children[slot] = child

@@ -68,7 +68,7 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: 
         asyncio.run(_create_topics(bootstrap, [defaults.topic(r) for r in regions]
                                    + [defaults.dead_letter_topic], partitions))
         env = {"MERIDIAN_UDP_SECRET": secrets.token_hex(16), "MERIDIAN_LOG_LEVEL": "warning",
-               **(extra_env or {})}
+               "MERIDIAN_SPOOL_DIR": str(base / "spool"), **(extra_env or {})}
         state["env"] = env
         for region in regions:
             folder = base / region
