@@ -72,13 +72,15 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: 
         state["env"] = env
         for region in regions:
             folder = base / region
-            redis_port, port = free_port(), free_port()
+            redis_port, port, metrics_port = free_port(), free_port(), free_port()
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
             pids = {"redis": start_redis(redis_port, folder, detach=True)}
             state["regions"][region] = {
                 "http": f"http://127.0.0.1:{port}/announce",
                 "udp": f"udp://127.0.0.1:{port}/announce",
                 "redis": redis_url, "port": port, "pids": pids,
+                "reconciler_metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                "metrics_port": metrics_port,
             }
             _save(state)
             pids["reconciler"] = start_role(state, region, "reconciler")
@@ -98,12 +100,14 @@ def start_role(state: dict[str, Any], region: str, role: str) -> int:
     info = state["regions"][region]
     folder = Path(state["base"]) / region
     common = ["--region", region, "--store", info["redis"], "--kafka", state["kafka"]]
+    env = dict(state["env"])
     if role == "reconciler":
         args = ["reconcile", *common]
+        env["MERIDIAN_RECONCILER_METRICS_PORT"] = str(info["metrics_port"])
     else:
         args = ["serve", "--host", "127.0.0.1", "--host", "::1", "--port", str(info["port"]),
                 *common]
-    pid = start_meridian(args, folder / f"{role}.log", state["env"], detach=True)
+    pid = start_meridian(args, folder / f"{role}.log", env, detach=True)
     info["pids"][role] = pid
     _save(state)
     return pid
@@ -146,7 +150,9 @@ def describe(state: dict[str, Any]) -> str:
     for region, info in state["regions"].items():
         lines.append(f"  {region:<6} HTTP {info['http']}")
         lines.append(f"  {'':<6} UDP  {info['udp']}")
-        lines.append(f"  {'':<6} Redis {info['redis']}  (logs: .cache/sandbox/{region}/)")
+        lines.append(f"  {'':<6} Redis {info['redis']}  reconciler metrics "
+                     f"{info['reconciler_metrics']}")
+    lines.append(f"Logs: {state['base']}/<region>/")
     lines.append("Stop it with: meridian sandbox down")
     return "\n".join(lines)
 
