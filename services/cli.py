@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from services import __version__
 from services.settings import Settings, SettingsError
@@ -54,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
                             help="comma-separated region names (default eu,us,ap)")
     sandbox_up.add_argument("--json", action="store_true",
                             help="print one JSON object instead of text")
-    sandbox_commands.add_parser("down", help="stop everything `sandbox up` started")
+    sandbox_up.add_argument("--dir", type=Path, default=None,
+                            help="folder for its state, data and logs (default .cache/sandbox)")
+    sandbox_down = sandbox_commands.add_parser("down", help="stop everything `sandbox up` started")
+    sandbox_down.add_argument("--dir", type=Path, default=None,
+                              help="the folder given to `sandbox up --dir`")
 
     from services.loadtest.cli import add_parser as add_loadtest
 
@@ -107,8 +112,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     from services.ops import sandbox
     from services.ops.local import LocalServerError
 
+    base = args.dir or sandbox.SANDBOX
     if args.sandbox_command == "down":
-        stopped = sandbox.down()
+        stopped = sandbox.down(base=base)
         print(f"sandbox down: stopped {len(stopped)} processes")
         return 0
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
@@ -116,7 +122,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         print("meridian: --regions needs distinct names, e.g. eu,us,ap", file=sys.stderr)
         return 2
     try:
-        state = sandbox.up(regions)
+        state = sandbox.up(regions, base=base)
     except LocalServerError as exc:
         print(f"meridian: sandbox did not start: {exc}", file=sys.stderr)
         return 1
