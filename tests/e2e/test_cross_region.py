@@ -11,8 +11,8 @@ import pytest
 
 from services.core.model import SwarmStats
 from tests.clients import HttpClient
-from tests.e2e.clients import lt_session, make_torrent, sha256, wait_until
-from tests.e2e.test_transfer import PAYLOAD_SIZE, READY_TIMEOUT, new_swarm
+from tests.e2e.clients import lt_session, make_torrent, wait_until
+from tests.e2e.test_transfer import READY_TIMEOUT, assert_same_bytes, new_swarm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 FROM_TRACKER = 1
@@ -42,9 +42,7 @@ def test_seeder_in_eu_downloader_in_us(sandbox_regions: dict[str, Any], tmp_path
         with lt_session("leecher", us_torrent, tmp_path / "leech", "127.0.0.1:0",
                         swarm.logs) as leech:
             leech.wait_for("seeding", 60)
-            downloaded = tmp_path / "leech" / swarm.payload.name
-            assert downloaded.stat().st_size == PAYLOAD_SIZE
-            assert sha256(downloaded) == swarm.digest
+            assert_same_bytes(swarm, tmp_path / "leech" / swarm.payload.name)
             replies = leech.named("tracker_reply")
             assert replies and all(r["url"] == us for r in replies), leech.describe()
             peer = leech.wait_for("peer", 5, match=lambda e: e["port"] == seed_port)

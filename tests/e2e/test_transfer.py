@@ -16,6 +16,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,15 @@ def seeding(swarm: Swarm, listen: str) -> Iterator[LtSession]:
 
 
 def assert_same_bytes(swarm: Swarm, downloaded: Path) -> None:
+    """The file on disk equals the seeder's. A client reports "seeding" once every piece
+    passed its hash check, which can be before its disk writes reach the file (seen under
+    load with libtorrent), so the file gets a bounded moment to settle."""
     assert downloaded.is_file(), f"{downloaded} was not written"
     assert downloaded.stat().st_size == PAYLOAD_SIZE
-    assert sha256(downloaded) == swarm.digest, "downloaded bytes differ from the seeder's"
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while sha256(downloaded) != swarm.digest:
+        assert time.monotonic() < deadline, "downloaded bytes differ from the seeder's"
+        time.sleep(0.2)
 
 
 # --- libtorrent to libtorrent ----------------------------------------------------------------
