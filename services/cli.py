@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--kafka", metavar="SERVERS", help="Kafka bootstrap servers")
     reconcile.add_argument("--rebuild", action="store_true",
                            help="replay the last peer-TTL of every region's events first")
+    reconcile.add_argument("--rebuild-only", action="store_true",
+                           help="rebuild the store from Kafka, then exit (runbooks)")
     reconcile.add_argument("--config", metavar="FILE", help="TOML settings file")
 
     sandbox = commands.add_parser(
@@ -64,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     from services.loadtest.cli import add_parser as add_loadtest
 
     add_loadtest(commands)
+
+    ops = commands.add_parser("ops", help="operate a deployment (runbook steps)")
+    ops_commands = ops.add_subparsers(dest="ops_command", metavar="ACTION")
+    ops_ready = ops_commands.add_parser(
+        "ready", help="check nodes' /ready; exit 1 if any is not ready",
+        description="GET /ready on each node (base or announce URL). Exit 0 only if all are "
+                    "ready; a rebuilding region is not ready.")
+    ops_ready.add_argument("urls", nargs="+", metavar="URL")
+    ops_ready.add_argument("--wait", type=float, default=0,
+                           help="keep checking up to this many seconds until all are ready")
+    ops_compare = ops_commands.add_parser(
+        "compare", help="compare the swarms of regions' stores; exit 1 if they differ",
+        description="Count torrents and live peers in each store and list torrents whose "
+                    "seeder/leecher counts differ. Exit 0 only if all stores agree.")
+    ops_compare.add_argument("--store", action="append", required=True, metavar="URL",
+                             help="a region's store URL (give two or more)")
+    ops_compare.add_argument("--wait", type=float, default=0,
+                             help="keep comparing up to this many seconds until they agree")
 
     config = commands.add_parser("config", help="inspect settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -89,13 +109,16 @@ def main(argv: list[str] | None = None) -> int:
                                      kafka_bootstrap=args.kafka)
             from services.reconciler.run import run as run_reconciler
 
-            return run_reconciler(settings, force_rebuild=args.rebuild)
+            return run_reconciler(settings, force_rebuild=args.rebuild,
+                                  rebuild_only=args.rebuild_only)
         if args.command == "loadtest":
             from services.loadtest.cli import run as run_loadtest
 
             return run_loadtest(args)
         if args.command == "sandbox" and args.sandbox_command in ("up", "down"):
             return _sandbox(args)
+        if args.command == "ops" and args.ops_command in ("ready", "compare"):
+            return _ops(args)
         if args.command == "config" and args.config_command == "print":
             sys.stdout.write(Settings.load(args.config).describe())
             return 0
@@ -104,6 +127,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser.print_help()
     return 2
+
+
+def _ops(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from services.ops import status
+
+    deadline = time.monotonic() + args.wait
+    while True:
+        if args.ops_command == "ready":
+            nodes = status.ready(args.urls)
+            ok = all(n.ready for n in nodes)
+            text = "\n".join(f"{'ready    ' if n.ready else 'NOT READY'} {n.url}  {n.detail}"
+                             for n in nodes)
+        else:
+            result = asyncio.run(status.compare(args.store))
+            ok = result.equal
+            text = result.to_json()
+        if ok or time.monotonic() >= deadline:
+            print(text)
+            return 0 if ok else 1
+        time.sleep(0.5)
 
 
 def _sandbox(args: argparse.Namespace) -> int:

@@ -96,9 +96,18 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: 
 
 
 def start_role(state: dict[str, Any], region: str, role: str) -> int:
-    """Start (or restart) a region's announce node or reconciler; returns its PID."""
+    """Start (or restart) a region's announce node, reconciler or Redis; returns its PID.
+
+    A restarted Redis comes back empty on the same port, as after a crash without persistence.
+    """
     info = state["regions"][region]
     folder = Path(state["base"]) / region
+    if role == "redis":
+        port = int(info["redis"].rsplit(":", 1)[1].split("/", 1)[0])
+        pid = start_redis(port, folder, detach=True)
+        info["pids"]["redis"] = pid
+        _save(state)
+        return pid
     common = ["--region", region, "--store", info["redis"], "--kafka", state["kafka"]]
     env = dict(state["env"])
     if role == "reconciler":

@@ -83,8 +83,25 @@ async def reconcile(settings: Settings, force_rebuild: bool = False) -> None:
         await store.close()
 
 
-def run(settings: Settings, force_rebuild: bool = False) -> int:
+async def rebuild_once(settings: Settings) -> int:
+    """Rebuild the region's store now and return (`meridian reconcile --rebuild-only`)."""
+    if not settings.kafka_bootstrap:
+        raise SystemExit("a rebuild needs Kafka: set --kafka or MERIDIAN_KAFKA_BOOTSTRAP")
+    store = open_store(settings)
+    await store.start()
+    try:
+        merged = await rebuild(settings, store, ReconcilerMetrics(), progress_bar())
+    finally:
+        await store.close()
+    print(f"region {settings.region} rebuilt: {merged} events merged")
+    return merged
+
+
+def run(settings: Settings, force_rebuild: bool = False, rebuild_only: bool = False) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if rebuild_only:
+        asyncio.run(rebuild_once(settings))
+        return 0
     asyncio.run(reconcile(settings, force_rebuild))
     return 0
