@@ -93,11 +93,12 @@ class EmergencyState:
 
 
 def newest(*states: EmergencyState | None) -> EmergencyState | None:
-    """The record that wins: the latest `set_at`; on a tie "on" (the safe side); None if none."""
+    """The record that wins: the latest `set_at`; on a tie "on" (the safe side), then `by`, so
+    that every node picks the same whatever the order it heard them in; None if none."""
     known = [s for s in states if s is not None]
     if not known:
         return None
-    return max(known, key=lambda s: (s.set_at, s.emergency))
+    return max(known, key=lambda s: (s.set_at, s.emergency, s.by))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,10 @@ class EmergencyWatcher:
     async def _poll_store_forever(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            await self.poll_store()
+            try:
+                await self.poll_store()
+            except Exception:  # a bug of ours must not end the channel for good
+                log.exception("reading the emergency flag failed; retrying")
 
     # -- the control topic -------------------------------------------------------------------
 
@@ -351,6 +355,9 @@ class EmergencyWatcher:
                 if self.healthy["kafka"] or backoff == 0.5:
                     log.warning("emergency control topic %s unreadable (%s); retrying, and "
                                 "following the store flag meanwhile", topic, exc)
+                self.healthy["kafka"] = False
+            except Exception:  # a bug of ours must not end the channel for good
+                log.exception("following the emergency control topic %s failed; retrying", topic)
                 self.healthy["kafka"] = False
             finally:
                 if consumer is not None:

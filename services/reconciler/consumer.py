@@ -15,7 +15,7 @@ from services.core.events import AnnounceEvent, EventDecodeError, decode
 from services.core.hlc import physical_ms
 from services.settings import Settings
 from services.stores.base import PeerStore, StoreUnavailable
-from services.stream.topics import DEAD_LETTER_SUFFIX
+from services.stream.topics import RESERVED_SUFFIXES
 
 from .metrics import ReconcilerMetrics
 
@@ -26,7 +26,7 @@ def other_regions_pattern(settings: Settings) -> str:
     """Every region's topic but this region's own (and not the dead letters): regions added
     later are picked up by themselves."""
     prefix = re.escape(settings.topic_prefix + ".")
-    skip = "|".join(re.escape(name) for name in (settings.region, DEAD_LETTER_SUFFIX))
+    skip = "|".join(re.escape(name) for name in (settings.region, *RESERVED_SUFFIXES))
     return rf"^{prefix}(?!(?:{skip})$)[a-z0-9-]+$"
 
 

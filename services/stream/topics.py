@@ -3,7 +3,9 @@
 Every region writes its announce events to one topic, `<prefix>.<region>` (by default
 `meridian.announces.eu-west`), keyed by info_hash so that one torrent's events stay in one
 partition and in order. Events the reconciler cannot decode go to the dead-letter topic
-`<prefix>.dlq`; the region name `dlq` is therefore reserved.
+`<prefix>.dlq`, and region-wide commands (emergency mode, `services.ops.emergency`) to the
+compacted control topic `<prefix>.control`; the region names `dlq` and `control` are therefore
+reserved, so neither topic is ever taken for a region's events.
 
 The partition count is fixed when a topic is created and should not change afterwards: adding
 partitions moves keys to other partitions, and a torrent's events written before and after the
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "meridian.announces"
 DEAD_LETTER_SUFFIX = "dlq"
+CONTROL_SUFFIX = "control"
+# Topic suffixes that are not regions: consumers of "every region's topic" must skip them.
+RESERVED_SUFFIXES = (DEAD_LETTER_SUFFIX, CONTROL_SUFFIX)
 # Kafka's own rule for topic names (legal characters, at most 249 of them).
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 # The settings' rule for region names.
@@ -40,8 +45,9 @@ def region_topic(region: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The topic a region's announce events go to: `<prefix>.<region>`."""
     if not _REGION.match(region):
         raise TopicError(f"region {region!r} is not a valid region name ([a-z0-9-], 1-32)")
-    if region == DEAD_LETTER_SUFFIX:
-        raise TopicError(f"region name {region!r} is reserved for the dead-letter topic")
+    if region in RESERVED_SUFFIXES:
+        raise TopicError(f"region name {region!r} is reserved (topics <prefix>.dlq and "
+                         "<prefix>.control are not a region's); choose another region name")
     return _checked(f"{prefix}.{region}")
 
 
@@ -50,13 +56,19 @@ def dead_letter_topic(prefix: str = DEFAULT_PREFIX) -> str:
     return _checked(f"{prefix}.{DEAD_LETTER_SUFFIX}")
 
 
+def control_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    """Region-wide commands, keyed by region, compacted: `<prefix>.control`."""
+    return _checked(f"{prefix}.{CONTROL_SUFFIX}")
+
+
 def region_of_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> str | None:
-    """The region whose events a topic holds, or None for any other topic (dead letters too)."""
+    """The region whose events a topic holds, or None for any other topic (dead letters and
+    control too)."""
     head = prefix + "."
     if not topic.startswith(head):
         return None
     region = topic[len(head):]
-    if region == DEAD_LETTER_SUFFIX or not _REGION.match(region):
+    if region in RESERVED_SUFFIXES or not _REGION.match(region):
         return None
     return region
 
