@@ -85,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     ops_compare.add_argument("--wait", type=float, default=0,
                              help="keep comparing up to this many seconds until they agree")
 
+    ops_emergency = ops_commands.add_parser(
+        "emergency", help="switch a region's emergency mode on or off",
+        description="Emergency mode makes every node of the region lengthen its interval, "
+                    "prefer cached answers and tighten limits. It is written to the region's "
+                    "store and to the Kafka control topic, so nodes hear it while either is "
+                    "down; the command succeeds if at least one channel took it.")
+    ops_emergency.add_argument("switch", choices=["on", "off"])
+    ops_emergency.add_argument("--region", required=True)
+    ops_emergency.add_argument("--store", metavar="URL", help="the region's store URL")
+    ops_emergency.add_argument("--kafka", metavar="SERVERS", help="Kafka bootstrap servers")
+
     config = commands.add_parser("config", help="inspect settings")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     show = config_commands.add_parser(
@@ -117,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_loadtest(args)
         if args.command == "sandbox" and args.sandbox_command in ("up", "down"):
             return _sandbox(args)
+        if args.command == "ops" and args.ops_command == "emergency":
+            return _emergency(args)
         if args.command == "ops" and args.ops_command in ("ready", "compare"):
             return _ops(args)
         if args.command == "config" and args.config_command == "print":
@@ -127,6 +140,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser.print_help()
     return 2
+
+
+def _emergency(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from services.ops.emergency import EmergencyError, set_emergency
+
+    settings = Settings.load(region=args.region, store=args.store, kafka_bootstrap=args.kafka)
+    try:
+        report = asyncio.run(set_emergency(settings, args.region, args.switch == "on"))
+    except EmergencyError as exc:
+        print(f"meridian: {exc}", file=sys.stderr)
+        print(json.dumps(exc.report, default=str))
+        return 1
+    print(json.dumps(report, default=str))
+    return 0
 
 
 def _ops(args: argparse.Namespace) -> int:

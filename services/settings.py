@@ -104,6 +104,32 @@ class Settings(BaseSettings):
                                 description="seconds a torrent's downloaded count outlives its "
                                             "last completed (Redis)")
 
+    # degraded mode
+    stale_cache_torrents: int = Field(default=100_000, ge=1,
+                                      description="torrents in each process's stale cache")
+    stale_cache_peers: int = Field(default=200, ge=1,
+                                   description="cached peers per torrent and family")
+    stale_cache_max_peers: int = Field(default=200_000, ge=2,
+                                       description="cached peers in all, per process (~330 B each)")
+    stale_cache_merge_every: float = Field(
+        default=10.0, ge=0, description="seconds between merges of a store answer's peers")
+    stale_interval_factor: float = Field(
+        default=2.0, ge=1, description="interval multiplier in stale answers (kept below TTL)")
+    breaker_failure_threshold: int = Field(
+        default=5, ge=1, description="consecutive store failures before the breaker opens")
+    breaker_open_seconds: float = Field(default=5.0, gt=0,
+                                        description="seconds open before probing the store")
+    breaker_probe_count: int = Field(default=1, ge=1, description="probes while half-open")
+    emergency_interval_factor: float = Field(
+        default=4.0, ge=1, description="interval multiplier in emergency (kept below TTL)")
+    emergency_numwant: int = Field(default=25, ge=0, description="peers per answer in emergency")
+    emergency_max_inflight: int = Field(
+        default=256, ge=1, description="in-flight announces before shedding, in emergency")
+    emergency_cache_max_age: float = Field(
+        default=300.0, ge=0, description="a cached answer up to this old is used in emergency")
+    emergency_poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds between polls of the emergency flag")
+
     # events and reconciliation
     kafka_bootstrap: str = Field(
         default="", description="Kafka bootstrap servers (host:port,...); empty: no events")
