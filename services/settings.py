@@ -115,6 +115,9 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="seconds between merges of a store answer's peers")
     stale_interval_factor: float = Field(
         default=2.0, ge=1, description="interval multiplier in stale answers (kept below TTL)")
+    backfill_max: int = Field(
+        default=200_000, ge=1,
+        description="announces answered from the cache kept to write once the store returns")
     breaker_failure_threshold: int = Field(
         default=5, ge=1, description="consecutive store failures before the breaker opens")
     breaker_open_seconds: float = Field(default=5.0, gt=0,

@@ -1,5 +1,9 @@
 """Prometheus metrics of one announce process, in a registry of its own (so apps in one test
-process never share counters). Names start with `meridian_`; labels are small fixed sets."""
+process never share counters). Names start with `meridian_`; labels are small fixed sets.
+
+`labels(...)` validates its arguments and takes a lock on every call, so the children that
+every answer touches (`answered`, `latency_of`) are bound once, on first use, and kept.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +34,33 @@ class AnnounceMetrics:
         self.info = Gauge("meridian_info", "Constant 1, labelled with this node's region",
                           ["region"], registry=self.registry)
         self.info.labels(region=region).set(1)
+        self.stale = Counter("meridian_stale_answers",
+                             "Announces answered from the stale cache (store failing, breaker "
+                             "open, or emergency mode), by protocol", ["protocol"],
+                             registry=self.registry)
+        self.breaker_state = Gauge("meridian_store_breaker_state",
+                                   "Store circuit breaker: 0 closed, 1 half-open, 2 open",
+                                   registry=self.registry)
+        self.emergency = Gauge("meridian_emergency", "1 while the region is in emergency mode",
+                               registry=self.registry)
         self.inflight = Gauge("meridian_inflight_announces", "Announces being answered now",
                               registry=self.registry)
+        self._answered: dict[tuple[str, str], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+
+    def answered(self, protocol: str, action: str) -> Counter:
+        """The `requests` child counting good answers of this protocol and action."""
+        child = self._answered.get((protocol, action))
+        if child is None:
+            child = self._answered[protocol, action] = self.requests.labels(protocol, action, "ok")
+        return child
+
+    def latency_of(self, protocol: str) -> Histogram:
+        """The `latency` child of this protocol."""
+        child = self._latency.get(protocol)
+        if child is None:
+            child = self._latency[protocol] = self.latency.labels(protocol)
+        return child
 
     def watch_store(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Export the store's swarm and peer counts, read at scrape time."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ClientError
 
@@ -121,10 +121,16 @@ class SwarmStats:
 
 @dataclass(frozen=True, slots=True)
 class SwarmAnswer:
-    """What a store gives back for one announce: counts and up to numwant peers of one family."""
+    """What a store gives back for one announce: counts and up to numwant peers of one family.
+
+    `compact`, when a store has it at hand, is `b"".join(p.compact() for p in peers)`: the
+    memory store keeps each peer's compact form from its first announce, so the encoders join
+    those instead of rebuilding every peer on every answer. It takes no part in equality.
+    """
 
     stats: SwarmStats
     peers: tuple[Peer, ...]
+    compact: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,7 @@ class AnnounceReply:
     min_interval: int
     client_ip: bytes
     warning: str | None = None
+    stale_age: float | None = None  # set when answered from a node's cache, not the store
 
 
 def check_info_hash(value: bytes) -> bytes:

@@ -26,6 +26,7 @@ _EVENTS = {0: Event.UPDATE, 1: Event.COMPLETED, 2: Event.STARTED, 3: Event.STOPP
 _EVENT_CODES = {v: k for k, v in _EVENTS.items()}
 _HEADER = struct.Struct(">QII")  # connection id, action, transaction id
 _ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
+_ANNOUNCE_HEAD = struct.Struct(">IIIII")  # action, transaction id, interval, leechers, seeders
 _OPTION_END, _OPTION_NOP, _OPTION_URL_DATA = 0, 1, 2
 
 
@@ -160,11 +161,18 @@ def encode_connect(transaction_id: int, connection_id: bytes) -> bytes:
 
 
 def encode_announce(transaction_id: int, interval: int, stats: SwarmStats,
-                    peers: tuple[Peer, ...] | list[Peer], family_length: int) -> bytes:
-    """Announce answer; only peers whose address length matches the request's family."""
-    head = struct.pack(">IIIII", ACTION_ANNOUNCE, transaction_id, interval, stats.incomplete,
-                       stats.complete)
-    return head + b"".join(p.compact() for p in peers if len(p.ip) == family_length)
+                    peers: tuple[Peer, ...] | list[Peer], family_length: int,
+                    compact: bytes | None = None) -> bytes:
+    """Announce answer; only peers whose address length matches the request's family.
+
+    `compact` is the peers' compact forms already joined (`SwarmAnswer.compact`); it is sent
+    as it is when its length shows every peer is of the request's family.
+    """
+    head = _ANNOUNCE_HEAD.pack(ACTION_ANNOUNCE, transaction_id, interval, stats.incomplete,
+                               stats.complete)
+    if compact is not None and len(compact) == (family_length + 2) * len(peers):
+        return head + compact
+    return head + b"".join([p.compact() for p in peers if len(p.ip) == family_length])
 
 
 def encode_scrape(transaction_id: int, stats: list[SwarmStats]) -> bytes:

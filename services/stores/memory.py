@@ -2,9 +2,13 @@
 
 Each swarm keeps, per address family, an index from (ip, port) to an entry and two arrays
 (seeders, leechers) with swap-remove, so an upsert, a removal and a random sample of k peers
-cost O(1), O(1) and O(k). Expiry is lazy: a swarm remembers a lower bound of its earliest
-deadline and is swept only when that moment has passed, which in a steady swarm is about once
-per announce interval; `collect_garbage` sweeps idle swarms.
+cost O(1), O(1) and O(k). A sample is a window of k peers at a random offset of those arrays
+(wrapping around), and each entry keeps the peer's compact form from its first announce, so an
+answer is two slices and a join. Expiry is lazy: a swarm remembers a lower bound of its
+earliest deadline and is swept only when that moment has passed, which in a steady swarm is
+about once per announce interval; `collect_garbage` sweeps idle swarms.
+
+Nothing here waits, so every call finishes without yielding to the event loop (`in_process`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import random
 import time
 from collections.abc import Sequence
@@ -21,14 +26,17 @@ from services.core.merge import Version, record_of
 from services.core.model import Event, Family, Peer, SwarmAnswer, SwarmStats, family_of
 
 log = logging.getLogger(__name__)
+_peer_of = operator.attrgetter("peer")
+_compact_of = operator.attrgetter("compact")
 
 
 class _Entry:
-    __slots__ = ("peer", "deadline", "seeder", "pos", "version")
+    __slots__ = ("peer", "compact", "deadline", "seeder", "pos", "version")
 
     def __init__(self, peer: Peer, deadline: float, seeder: bool,
                  version: Version | None = None) -> None:
         self.peer = peer
+        self.compact = peer.compact()  # (ip, port) is the entry's identity: it never changes
         self.deadline = deadline
         self.seeder = seeder
         self.pos = 0
@@ -62,10 +70,11 @@ class _Peers:
 
     def upsert(self, peer: Peer, seeder: bool, deadline: float,
                version: Version | None = None) -> _Entry:
-        entry = self.index.get(peer.endpoint)
+        endpoint = (peer.ip, peer.port)
+        entry = self.index.get(endpoint)
         if entry is None:
             entry = _Entry(peer, deadline, seeder, version)
-            self.index[peer.endpoint] = entry
+            self.index[endpoint] = entry
             self._append(entry)
             return entry
         if entry.seeder != seeder:
@@ -92,20 +101,47 @@ class _Peers:
         earliest = min((e.deadline for e in self.index.values()), default=math.inf)
         return len(expired), earliest
 
-    def sample(self, numwant: int, me: tuple[bytes, int], seeder: bool, now: float
-               ) -> tuple[Peer, ...]:
-        groups = (self.leechers,) if seeder else (self.leechers, self.seeders)
-        total = sum(len(g) for g in groups)
+    def sample(self, numwant: int, mine: _Entry | None, seeder: bool) -> list[_Entry]:
+        """Up to numwant entries other than `mine`: leechers for a seeder, anyone for a leecher.
+
+        The pick is a window of numwant + 1 (one to spare for `mine`) at a random offset of
+        the leechers-then-seeders arrays, wrapping around: every peer is equally likely to be
+        in it, at the cost of array neighbours tending to come together. Swap-remove keeps
+        reshuffling the arrays, and a window is two slices, where drawing numwant + 1 distinct
+        indices costs twenty times more. No entry here has expired: the caller sweeps the swarm
+        first whenever one may have (`_Swarm.next_expiry`).
+        """
+        leechers = self.leechers
+        seeders: list[_Entry] = [] if seeder else self.seeders
+        total = len(leechers) + len(seeders)
         if numwant <= 0 or total == 0:
-            return ()
-        if total <= numwant + 1:
-            picks = [e for g in groups for e in g]
+            return []
+        size = numwant + 1
+        if total <= size:
+            picks = leechers + seeders
         else:
-            first = len(groups[0])
-            picks = [groups[0][i] if i < first else groups[1][i - first]
-                     for i in random.sample(range(total), numwant + 1)]
-        out = [e.peer for e in picks if e.peer.endpoint != me and e.deadline > now]
-        return tuple(out[:numwant])
+            start = random.randrange(total)
+            picks = _window(leechers, seeders, start, min(size, total - start))
+            if len(picks) < size:
+                picks += _window(leechers, seeders, 0, size - len(picks))
+        if mine is not None and not seeder:  # a seeder's own entry is not among leechers
+            try:
+                picks.remove(mine)  # by identity: entries do not define equality
+            except ValueError:
+                pass
+        del picks[numwant:]
+        return picks
+
+
+def _window(first: list[_Entry], second: list[_Entry], start: int, size: int) -> list[_Entry]:
+    """`size` entries from `start` of first + second, without building that concatenation."""
+    split = len(first)
+    if start >= split:
+        return second[start - split : start - split + size]
+    picks = first[start : start + size]
+    if len(picks) < size:
+        picks += second[: size - len(picks)]
+    return picks
 
 
 class _Swarm:
@@ -149,6 +185,10 @@ class _Swarm:
 
 class MemoryPeerStore:
     """`PeerStore` in this process's memory: the embedded default (`memory://`)."""
+
+    # Its coroutines never wait: a frontend may run them to completion on the spot instead of
+    # scheduling a task for each request (see `services.announce.udp`).
+    in_process = True
 
     def __init__(self, peer_ttl: float, max_swarms: int = 1_000_000,
                  max_peers_per_swarm: int = 100_000, tombstone_ttl: float | None = None) -> None:
@@ -213,11 +253,12 @@ class MemoryPeerStore:
         swarm.last_seen = now
         if now >= swarm.next_expiry:
             swarm.sweep(now)
-        peers = swarm.peers(peer.family)
+        peers = swarm.v4 if len(peer.ip) == 4 else swarm.v6
+        endpoint = (peer.ip, peer.port)
         if event is Event.STOPPED:
-            peers.remove(peer.endpoint)
+            peers.remove(endpoint)
             if version is not None:
-                swarm.tombstones[peer.endpoint] = (version, now + self.tombstone_ttl)
+                swarm.tombstones[endpoint] = (version, now + self.tombstone_ttl)
             stats = swarm.stats()
             if swarm.empty() and not swarm.downloaded:
                 del self._swarms[info_hash]
@@ -225,14 +266,18 @@ class MemoryPeerStore:
         if event is Event.COMPLETED:
             swarm.downloaded += 1
         deadline = now + self.peer_ttl
-        if peer.endpoint in peers.index or len(peers.index) < self.max_peers_per_swarm:
-            peers.upsert(peer, seeder, deadline, version)
-            swarm.tombstones.pop(peer.endpoint, None)
+        mine: _Entry | None = None
+        if endpoint in peers.index or len(peers.index) < self.max_peers_per_swarm:
+            mine = peers.upsert(peer, seeder, deadline, version)
+            if swarm.tombstones:
+                swarm.tombstones.pop(endpoint, None)
             if deadline < swarm.next_expiry:
                 swarm.next_expiry = deadline
         else:
             self._bound_hit("peers_per_swarm", info_hash)
-        return SwarmAnswer(swarm.stats(), peers.sample(numwant, peer.endpoint, seeder, now))
+        picks = peers.sample(numwant, mine, seeder)
+        return SwarmAnswer(swarm.stats(), tuple(map(_peer_of, picks)),
+                           b"".join(map(_compact_of, picks)))
 
     def _stats(self, info_hash: bytes, now: float) -> SwarmStats:
         swarm = self._swarms.get(info_hash)
