@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, docker_answers, free_port
 
 KAFKA_TOOLS = ROOT / "tools" / "kafka"
 ENV_BOOTSTRAP = "MERIDIAN_TEST_KAFKA"
@@ -236,19 +236,6 @@ async def wait_until_ready_async(bootstrap: str, timeout: float,
                 await admin.close()
         await asyncio.sleep(0.2)
     raise TimeoutError(f"Kafka at {bootstrap} not ready after {timeout:.0f}s: {last!r}")
-
-
-def docker_answers() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 @contextlib.contextmanager

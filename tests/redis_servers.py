@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import stop_process
+from tests.servers import docker_answers, stop_process
 
 ENV_URL = "MERIDIAN_TEST_REDIS_URL"
 ENV_CLUSTER_URL = "MERIDIAN_TEST_REDIS_CLUSTER_URL"
@@ -191,20 +191,6 @@ def redis_cluster(folder: Path, masters: int = 3, timeout: float = 30.0) -> Iter
     finally:
         for server in cluster.servers:
             stop_process(server.process)
-
-
-def docker_answers() -> bool:
-    """True when a Docker engine answers (a developer's laptop); never raises."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 @contextlib.contextmanager

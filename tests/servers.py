@@ -17,32 +17,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.ops.local import free_port as local_free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 MERIDIAN = [sys.executable, "-m", "services.cli"]
 
 
 def free_port(kind: int = socket.SOCK_STREAM, both: bool = True) -> int:
-    """A port free for TCP and UDP on 127.0.0.1 and ::1 (the tracker binds all four)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if not both:
-            return port
+    """A free loopback port; with `both`, free for TCP and UDP on 127.0.0.1 and ::1 (the
+    tracker binds all four)."""
+    if both:
+        return local_free_port()
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def docker_answers() -> bool:
+    """True when a Docker engine answers (a developer's laptop); never raises. Fixtures use
+    testcontainers then, and local binaries otherwise (these machines)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
         try:
-            held = []
-            for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-                for sock_kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    s = socket.socket(family, sock_kind)
-                    held.append(s)
-                    s.bind((address, port))
-            return port
-        except OSError:
-            continue
+            return bool(client.ping())
         finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port found on loopback")
+            client.close()
+    except Exception:
+        return False
 
 
 def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None

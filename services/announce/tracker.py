@@ -13,7 +13,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from services.core.errors import ClientError
 from services.core.events import AnnounceEvent
@@ -36,6 +37,7 @@ from .metrics import AnnounceMetrics
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[AnnounceEvent], None]
+T = TypeVar("T")
 
 
 class Tracker:
@@ -140,22 +142,15 @@ class Tracker:
                                           max_age=self.policy.cache_max_age)
                     if cached is not None:
                         answer, stale_age = cached
-            if answer is None and (cache is None or self.breaker.allow()):
-                try:
-                    answer = await self.store.announce(
-                        request.info_hash, peer, request.event, request.seeder, numwant, now,
-                        version=(hlc, self.settings.region, self.settings.node))
-                except StoreUnavailable:
-                    if cache is None:
-                        raise
-                    self.breaker.record_failure()
-                else:
-                    if cache is not None:
-                        self.breaker.record_success()
-                        cache.remember_answer(request.info_hash, peer.family, answer, now,
-                                              requester_seeder=request.seeder)
-                        if self._backlog and self._backfill is None:
-                            self._backfill = asyncio.create_task(self._write_backlog())
+            if answer is None:
+                answer = await self._ask_store(lambda: self.store.announce(
+                    request.info_hash, peer, request.event, request.seeder, numwant, now,
+                    version=(hlc, self.settings.region, self.settings.node)))
+                if answer is not None and cache is not None:
+                    cache.remember_answer(request.info_hash, peer.family, answer, now,
+                                          requester_seeder=request.seeder)
+                    if self._backlog and self._backfill is None:
+                        self._backfill = asyncio.create_task(self._write_backlog())
             if answer is None:
                 assert cache is not None
                 cached = cache.answer(request.info_hash, peer, request.seeder,
@@ -184,6 +179,21 @@ class Tracker:
                 except Exception:
                     log.exception("event sink failed; the answer was still sent")
         return reply
+
+    async def _ask_store(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Call the store through the breaker; None means: answer from the cache instead.
+        Without a cache (the in-process memory store) the call is made and a failure raised."""
+        if self.cache is None:
+            return await call()
+        if not self.breaker.allow():
+            return None
+        try:
+            result = await call()
+        except StoreUnavailable:
+            self.breaker.record_failure()
+            return None
+        self.breaker.record_success()
+        return result
 
     def _remember_unwritten(self, event: AnnounceEvent) -> None:
         if len(self._backlog) >= self.settings.backfill_max:
@@ -243,17 +253,9 @@ class Tracker:
                 raise ClientError("full scrape is disabled on this tracker; name info_hash",
                                   "full_scrape_disabled")
             return await self.store.full_scrape(self.settings.full_scrape_limit, now)
+        stats = await self._ask_store(lambda: self.store.scrape(info_hashes, now))
+        if stats is not None:
+            return dict(zip(info_hashes, stats, strict=True))
         cache = self.cache
-        if cache is None or self.breaker.allow():
-            try:
-                stats = await self.store.scrape(info_hashes, now)
-            except StoreUnavailable:
-                if cache is None:
-                    raise
-                self.breaker.record_failure()
-            else:
-                if cache is not None:
-                    self.breaker.record_success()
-                return dict(zip(info_hashes, stats, strict=True))
         assert cache is not None
         return {h: cache.scrape(h) or SwarmStats() for h in info_hashes}
