@@ -40,6 +40,13 @@ def stretched_interval(interval: int, factor: float, peer_ttl: float) -> int:
     return max(interval, min(int(interval * factor), longest))
 
 
+
+def stretched_intervals(interval: int, min_interval: int, factor: float,
+                        peer_ttl: float) -> tuple[int, int]:
+    """(interval, min interval), both stretched by `factor` as `stretched_interval` does."""
+    return (stretched_interval(interval, factor, peer_ttl),
+            stretched_interval(min_interval, factor, peer_ttl))
+
 class _Cached:
     """One peer as the cache knows it.
 

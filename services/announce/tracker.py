@@ -31,7 +31,7 @@ from services.ops.emergency import EmergencyPolicy, EmergencyWatcher
 from services.settings import Settings
 from services.stores.base import PeerStore, StoreUnavailable
 
-from .fallback import BreakerState, CircuitBreaker, StaleCache, stretched_interval
+from .fallback import BreakerState, CircuitBreaker, StaleCache, stretched_intervals
 from .metrics import AnnounceMetrics
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Tracker:
             numwant = self.numwant(request)
             if emergency:
                 numwant = self.policy.cap_numwant(numwant)
+            cached_numwant = 0 if request.event is Event.STOPPED else numwant
             answer: SwarmAnswer | None = None
             cache = self.cache
             if cache is not None:
@@ -138,8 +139,7 @@ class Tracker:
                                         now)
                 if emergency:
                     cached = cache.answer(request.info_hash, peer, request.seeder,
-                                          0 if request.event is Event.STOPPED else numwant, now,
-                                          max_age=self.policy.cache_max_age)
+                                          cached_numwant, now, max_age=self.policy.cache_max_age)
                     if cached is not None:
                         answer, stale_age = cached
             if answer is None:
@@ -153,8 +153,8 @@ class Tracker:
                         self._backfill = asyncio.create_task(self._write_backlog())
             if answer is None:
                 assert cache is not None
-                cached = cache.answer(request.info_hash, peer, request.seeder,
-                                      0 if request.event is Event.STOPPED else numwant, now)
+                cached = cache.answer(request.info_hash, peer, request.seeder, cached_numwant,
+                                      now)
                 answer, stale_age = cached or (SwarmAnswer(SwarmStats(), ()), 0.0)
             if stale_age is not None:
                 self.metrics.stale.labels(protocol).inc()
@@ -233,11 +233,10 @@ class Tracker:
             interval, min_interval = settings.announce_interval, settings.min_announce_interval
         if stale_age is None:
             return AnnounceReply(answer, interval, min_interval, client_ip)
-        ttl = settings.effective_peer_ttl
-        factor = settings.stale_interval_factor
+        interval, min_interval = stretched_intervals(
+            interval, min_interval, settings.stale_interval_factor, settings.effective_peer_ttl)
         return AnnounceReply(
-            answer, stretched_interval(interval, factor, ttl),
-            stretched_interval(min_interval, factor, ttl), client_ip,
+            answer, interval, min_interval, client_ip,
             warning=f"degraded: answered from this node's cache ({int(stale_age)} s old); "
                     "peers may be incomplete",
             stale_age=stale_age)

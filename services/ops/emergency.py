@@ -39,7 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.announce.fallback import stretched_interval
+from services.announce.fallback import stretched_intervals
 from services.settings import Settings
 from services.stores.base import PeerStore, StoreUnavailable
 from services.stream.topics import TopicError, control_topic, ensure_topics
@@ -119,17 +119,13 @@ class EmergencyPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmergencyPolicy:
-        # The emergency_* settings are proposed with this module; until they exist in Settings
-        # the defaults above apply.
-        defaults = cls()
-        return cls(*(getattr(settings, f"emergency_{name}", getattr(defaults, name))
-                     for name in ("interval_factor", "numwant", "max_inflight", "cache_max_age")))
+        return cls(settings.emergency_interval_factor, settings.emergency_numwant,
+                   settings.emergency_max_inflight, settings.emergency_cache_max_age)
 
     def intervals(self, settings: Settings) -> tuple[int, int]:
         """(interval, min interval) to give clients while in emergency mode."""
-        ttl = settings.effective_peer_ttl
-        return (stretched_interval(settings.announce_interval, self.interval_factor, ttl),
-                stretched_interval(settings.min_announce_interval, self.interval_factor, ttl))
+        return stretched_intervals(settings.announce_interval, settings.min_announce_interval,
+                                   self.interval_factor, settings.effective_peer_ttl)
 
     def cap_numwant(self, numwant: int) -> int:
         return min(numwant, self.numwant)

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from services.stream.topics import ensure_topics
+
 from .local import (
     ROOT,
     LocalServerError,
@@ -40,12 +42,6 @@ def _running(state: dict[str, Any]) -> bool:
     return any(alive(p) for p in pids + [state.get("kafka_pid", 0)] if p)
 
 
-async def _create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    from services.stream.topics import ensure_topics
-
-    await ensure_topics(bootstrap, topics, partitions=partitions)
-
-
 def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: int = 3,
        base: Path = SANDBOX) -> dict[str, Any]:
     """Start the sandbox under `base`; return its state (`public` gives what --json prints)."""
@@ -65,8 +61,8 @@ def up(regions: list[str], extra_env: dict[str, str] | None = None, partitions: 
         from services.settings import Settings
 
         defaults = Settings.load(kafka_bootstrap=bootstrap)
-        asyncio.run(_create_topics(bootstrap, [defaults.topic(r) for r in regions]
-                                   + [defaults.dead_letter_topic], partitions))
+        asyncio.run(ensure_topics(bootstrap, [defaults.topic(r) for r in regions]
+                                  + [defaults.dead_letter_topic], partitions=partitions))
         env = {"MERIDIAN_UDP_SECRET": secrets.token_hex(16), "MERIDIAN_LOG_LEVEL": "warning",
                "MERIDIAN_SPOOL_DIR": str(base / "spool"), **(extra_env or {})}
         state["env"] = env
